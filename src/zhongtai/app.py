@@ -1,0 +1,129 @@
+"""The ASGI application: `create_app()` wires settings, runtime, routers, errors and middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zhongtai import __version__
+from zhongtai.core import api as core_api
+from zhongtai.core import health
+from zhongtai.core.errors import AppError, CrossTenantAccess, HttpError, ValidationFailed
+from zhongtai.core.logs import configure_logging, request_id_var
+from zhongtai.core.middleware import RequestContextMiddleware
+from zhongtai.core.runtime import Runtime
+from zhongtai.core.settings import Settings
+
+log = logging.getLogger("zhongtai.app")
+
+STATIC_DIR = Path(__file__).parent / "static"
+HTML_PREFIXES = ("/console", "/h5")
+
+
+def _wants_html(request: Request) -> bool:
+    return request.url.path.startswith(HTML_PREFIXES) and "text/html" in request.headers.get("accept", "")
+
+
+def _describe_validation(exc: RequestValidationError) -> ValidationFailed:
+    problems = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append({"field": location, "problem": error.get("msg", "invalid")})
+    summary = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems[:5])
+    return ValidationFailed(f"The request is not valid — {summary}.", errors=problems)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def render(request: Request, error: AppError) -> Response:
+        if _wants_html(request):
+            from zhongtai.console.pages import render_error_page
+
+            return await render_error_page(request, error)
+        headers = (
+            {"retry-after": str(error.data["retry_after_seconds"])} if "retry_after_seconds" in error.data else None
+        )
+        return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
+
+    @app.exception_handler(AppError)
+    async def on_app_error(request: Request, exc: AppError) -> Response:
+        if isinstance(exc, CrossTenantAccess):
+            log.error("tenant isolation guard tripped", exc_info=exc)
+            hidden = AppError("Internal error.", request_id=request_id_var.get())
+            hidden.status_code, hidden.code = 500, "internal_error"
+            return await render(request, hidden)
+        return await render(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        return await render(request, _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        message = "Not found." if exc.status_code == 404 else str(exc.detail)
+        return await render(request, HttpError(exc.status_code, message))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return JSONResponse(
+            {
+                "error": "internal_error",
+                "detail": "Internal error; the request id identifies it in the logs.",
+                "data": {"request_id": request_id_var.get()},
+            },
+            status_code=500,
+        )
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or (runtime.settings if runtime else Settings())
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    owns_runtime = runtime is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        active = runtime or Runtime(settings)
+        app.state.runtime = active
+        if owns_runtime:
+            await active.start()
+        try:
+            yield
+        finally:
+            if owns_runtime:
+                await active.stop()
+
+    app = FastAPI(
+        title="zhongtai 中台",
+        version=__version__,
+        description="One item one code, traceability, channel incentives, members, flash sales and lotteries.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    _install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health.router)
+    app.include_router(core_api.router)
+
+    from zhongtai.console.pages import router as console_router
+    from zhongtai.h5.pages import router as h5_router
+
+    app.include_router(console_router)
+    app.include_router(h5_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for granian (`--factory zhongtai.app:app_factory`)."""
+    return create_app()

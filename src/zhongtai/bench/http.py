@@ -1,0 +1,1 @@
+"""`zhongtai bench http` — filled in below."""

@@ -1,0 +1,215 @@
+"""`zhongtai`: serve, worker, migrate, demo, tenant/user/token administration, bench."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from zhongtai.core.settings import Settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="zhongtai 中台 — the brand's platform for codes, trace, channel, members and sales.",
+)
+tenant_app = typer.Typer(no_args_is_help=True, help="Brand tenants.")
+user_app = typer.Typer(no_args_is_help=True, help="Operator users.")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens for integrations.")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def migrate(
+    check: Annotated[bool, typer.Option(help="only check that models and migrations agree")] = False,
+) -> None:
+    """Bring the database schema up to date (or check it for drift)."""
+    from zhongtai.core import migrate as migrations
+
+    settings = _settings()
+    if check:
+        try:
+            migrations.check(settings)
+        except Exception as exc:
+            raise _fail(f"models and migrations disagree: {exc}") from exc
+        out.print("models and migrations agree")
+        return
+    migrations.upgrade(settings)
+    out.print("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind (ZT_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (ZT_PORT)")] = None,
+    workers: Annotated[int | None, typer.Option(help="processes (ZT_WORKERS)")] = None,
+    migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate", help="migrate before serving")] = True,
+) -> None:
+    """Serve the platform over HTTP with granian."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from zhongtai.core import migrate as migrations
+    from zhongtai.core.settings import check_production_ready
+
+    settings = _settings()
+    check_production_ready(settings)
+    if migrate_first:
+        migrations.upgrade(settings)
+    bind_host, bind_port = host or settings.host, port or settings.port
+    out.print(f"zhongtai serving on http://{bind_host}:{bind_port}  (console: /console, API docs: /docs)")
+    Granian(
+        "zhongtai.app:app_factory",
+        factory=True,
+        address=bind_host,
+        port=bind_port,
+        interface=Interfaces.ASGI,
+        workers=workers or settings.workers,
+        log_access=False,
+        respawn_failed_workers=True,
+    ).serve()
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="run ready jobs once and exit")] = False,
+) -> None:
+    """Run background jobs from the outbox (any number of workers may run at once)."""
+    from zhongtai.core.jobs import Worker
+    from zhongtai.core.logs import configure_logging
+    from zhongtai.core.runtime import Runtime
+    from zhongtai.domains import load_all
+
+    settings = _settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    load_all()
+
+    async def main() -> int:
+        runtime = Runtime(settings)
+        runner = Worker(runtime.db)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            if once:
+                total = 0
+                while claimed := await runner.run_once():
+                    total += claimed
+                return total
+            await runner.run_forever(stop, poll_seconds=settings.worker_poll_seconds)
+            return 0
+        finally:
+            await runtime.stop()
+
+    processed = asyncio.run(main())
+    if once:
+        out.print(f"processed {processed} job(s)")
+
+
+@app.command()
+def demo() -> None:
+    """Migrate and load demo data (idempotent); write the credentials to demo-credentials.json."""
+    from zhongtai.cli.demo import load_demo
+
+    settings = _settings()
+    credentials = asyncio.run(load_demo(settings))
+    path = settings.data_dir / "demo-credentials.json"
+    out.print("[bold green]demo ready[/bold green]")
+    out.print(f"  console   {settings.public_url}/console")
+    out.print(f"  operator  {credentials['operator']['email']}  /  {credentials['operator']['password']}")
+    out.print(f"  platform  {credentials['platform_admin']['email']}  /  {credentials['platform_admin']['password']}")
+    out.print(f"  API token {credentials['api_token']['token'][:14]}…  (all scopes)")
+    out.print(f"  all credentials: {path}")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: Annotated[str, typer.Argument(help="short code, e.g. 'moutai-demo'")],
+    name: Annotated[str, typer.Option(help="brand name")],
+    owner_email: Annotated[str, typer.Option(help="email of the first owner")],
+    owner_password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Create a brand tenant with its first owner."""
+    from zhongtai.cli.admin import create_tenant
+
+    _run_admin(create_tenant(_settings(), slug=slug, name=name, owner_email=owner_email, owner_password=owner_password))
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Argument()],
+    tenant: Annotated[str, typer.Option(help="tenant code")],
+    role: Annotated[str, typer.Option(help="owner, admin, operator, auditor or viewer")] = "operator",
+    name: Annotated[str | None, typer.Option(help="display name")] = None,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+) -> None:
+    """Create an operator user in a tenant."""
+    from zhongtai.cli.admin import create_user
+
+    _run_admin(create_user(_settings(), tenant_slug=tenant, email=email, role=role, name=name, password=password))
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="what uses the token, e.g. 'line-3 printer'")],
+    tenant: Annotated[str, typer.Option(help="tenant code")],
+    scope: Annotated[list[str] | None, typer.Option(help="permission to grant; repeat; default all")] = None,
+) -> None:
+    """Create an API token and print it once."""
+    from zhongtai.cli.admin import create_token
+
+    _run_admin(create_token(_settings(), tenant_slug=tenant, name=name, scopes=scope))
+
+
+def _run_admin(coro: Coroutine[Any, Any, dict[str, Any]]) -> None:
+    from zhongtai.core.errors import AppError
+
+    try:
+        result = asyncio.run(coro)
+    except AppError as exc:
+        raise _fail(exc.message) from exc
+    out.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="benchmark name; 'list' shows them")],
+    seconds: Annotated[float, typer.Option(help="load duration of each measured phase")] = 5.0,
+    connections: Annotated[int, typer.Option(help="concurrent client connections")] = 32,
+) -> None:
+    """Run a benchmark; print its figures as one JSON object and save them in bench/results/NAME.json."""
+    from zhongtai.bench import registry
+
+    if name == "list":
+        for bench_name, entry in sorted(registry.BENCHMARKS.items()):
+            out.print(f"{bench_name:12} {entry.description}")
+        return
+    if name not in registry.BENCHMARKS:
+        raise _fail(f"unknown benchmark {name!r}; known: {', '.join(sorted(registry.BENCHMARKS))}")
+    figures = registry.run(name, seconds=seconds, connections=connections)
+    sys.stdout.write(json.dumps(figures, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    app()

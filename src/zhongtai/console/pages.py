@@ -1,0 +1,145 @@
+"""Console shell: sign-in and sign-out, language, the home dashboard, and error pages."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from zhongtai.console.rendering import render, request_locale
+from zhongtai.core import jobs, signin
+from zhongtai.core.crypto import constant_time_equals
+from zhongtai.core.errors import AppError, CsrfFailed, PermissionDenied, Unauthenticated
+from zhongtai.core.principals import Principal, PrincipalKind
+from zhongtai.core.web import DbSession, MaybePrincipal, Origin, RuntimeDep
+from zhongtai.i18n import LOCALE_COOKIE, LOCALES, translate
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+LOGIN_CSRF_COOKIE = "zt_login_csrf"
+
+
+async def console_operator(request: Request, principal: MaybePrincipal) -> Principal:
+    if principal is None or principal.kind is not PrincipalKind.OPERATOR:
+        raise Unauthenticated()
+    return principal
+
+
+ConsoleOperator = Annotated[Principal, Depends(console_operator)]
+
+
+def require_page(permission: str):  # type: ignore[no-untyped-def]
+    async def dependency(principal: ConsoleOperator) -> Principal:
+        if not principal.can(permission):
+            raise PermissionDenied(f"This page needs the permission '{permission}'.")
+        return principal
+
+    return Depends(dependency)
+
+
+def _safe_next(value: str | None) -> str:
+    if value and value.startswith("/console") and not value.startswith("//"):
+        return value
+    return "/console"
+
+
+async def render_error_page(request: Request, error: AppError) -> Response:
+    if isinstance(error, Unauthenticated) and request.url.path.startswith("/console"):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/console/login?next={quote(target)}", status_code=303)
+    return render(
+        request,
+        "console/error.html",
+        {"error": error, "message": translate(request_locale(request), error.message)},
+        status_code=error.status_code,
+    )
+
+
+@router.get("/login")
+async def login_page(request: Request, principal: MaybePrincipal, next: str | None = None) -> Response:
+    if principal is not None and principal.kind is PrincipalKind.OPERATOR:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    token = secrets.token_urlsafe(24)
+    response = render(request, "console/login.html", {"next": _safe_next(next), "login_csrf": token, "error": None})
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/console/login")
+    return response
+
+
+@router.post("/login")
+async def login_submit(
+    request: Request,
+    session: DbSession,
+    runtime: RuntimeDep,
+    origin: Origin,
+    email: Annotated[str, Form(max_length=254)],
+    password: Annotated[str, Form(max_length=200)],
+    csrf_token: Annotated[str, Form(max_length=100)],
+    next: Annotated[str, Form(max_length=500)] = "/console",
+) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not expected or not constant_time_equals(expected, csrf_token):
+        raise CsrfFailed()
+    try:
+        signed = await signin.do_login(
+            session,
+            runtime.limiter,
+            runtime.crypto.secret_key,
+            email=email,
+            password=password,
+            origin=origin,
+            session_hours=runtime.settings.session_hours,
+        )
+    except AppError as exc:
+        if exc.status_code not in (401, 429):
+            raise
+        token = secrets.token_urlsafe(24)
+        response: Response = render(
+            request,
+            "console/login.html",
+            {
+                "next": _safe_next(next),
+                "login_csrf": token,
+                "email": email,
+                "error": translate(request_locale(request), exc.message),
+            },
+            status_code=exc.status_code,
+        )
+        response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/console/login")
+        return response
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        signin.SESSION_COOKIE,
+        signed.cookie_value,
+        max_age=signed.max_age_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=bool(runtime.settings.cookie_secure),
+        path="/",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
+    return response
+
+
+@router.post("/logout")
+async def logout(session: DbSession, principal: ConsoleOperator, origin: Origin) -> Response:
+    await signin.do_logout(session, principal, origin)
+    response = RedirectResponse("/console/login", status_code=303)
+    response.delete_cookie(signin.SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/lang/{locale}")
+async def switch_language(locale: str, next: str | None = None) -> Response:
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if locale in LOCALES:
+        response.set_cookie(LOCALE_COOKIE, locale, max_age=365 * 86400, samesite="lax", path="/")
+    return response
+
+
+@router.get("")
+async def home(request: Request, session: DbSession, principal: ConsoleOperator) -> Response:
+    job_counts = await jobs.status_counts(session)
+    return render(request, "console/home.html", {"job_counts": job_counts})

@@ -1,0 +1,302 @@
+"""Transactional outbox and the job runner.
+
+`enqueue` writes a job row in the caller's transaction, so a job exists exactly when the change that
+caused it committed. Workers — the in-process one on the embedded tier, any number of
+`zhongtai worker` processes in production — claim ready jobs with a lease (`FOR UPDATE SKIP LOCKED`
+on PostgreSQL; SQLite serialises writers), run the handler and mark the job done *in the handler's
+own transaction*, guarded by the lease owner: if the lease was lost to another worker, the handler's
+writes roll back with it. Failures retry with exponential backoff; after `max_attempts` a job is
+`dead` and waits for an operator in the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, event, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from zhongtai.core import tenancy
+from zhongtai.core.clock import utcnow
+from zhongtai.core.errors import BadRequest, CrossTenantAccess, NotFound
+from zhongtai.core.metrics import JOBS_PENDING, JOBS_PROCESSED
+from zhongtai.core.models import OutboxJob
+
+log = logging.getLogger("zhongtai.jobs")
+
+STATUSES = ("pending", "running", "done", "dead", "cancelled")
+LEASE_SECONDS = 120
+MAX_BACKOFF_SECONDS = 3600
+
+
+@dataclass
+class JobContext:
+    session: AsyncSession
+    job_id: int
+    tenant_id: uuid.UUID
+    topic: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+Handler = Callable[[JobContext], Awaitable[None]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def job_handler(topic: str) -> Callable[[Handler], Handler]:
+    """Register the handler of a topic. Handlers must be idempotent: load by id, check state."""
+
+    def register(func: Handler) -> Handler:
+        HANDLERS[topic] = func
+        return func
+
+    return register
+
+
+_ENQUEUED_FLAG = "zt_jobs_enqueued"
+_wakeups: list[Callable[[], None]] = []
+
+
+def add_wakeup(callback: Callable[[], None]) -> None:
+    _wakeups.append(callback)
+
+
+def remove_wakeup(callback: Callable[[], None]) -> None:
+    if callback in _wakeups:
+        _wakeups.remove(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_workers_after_commit(session: Session) -> None:
+    if session.info.pop(_ENQUEUED_FLAG, False):
+        for callback in list(_wakeups):
+            callback()
+
+
+async def enqueue(
+    session: AsyncSession,
+    topic: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    tenant_id: uuid.UUID | None = None,
+    dedupe_key: str | None = None,
+    delay_seconds: float = 0,
+    max_attempts: int = 8,
+) -> None:
+    """Add a job to the caller's transaction. With `dedupe_key`, a second enqueue is a no-op."""
+    if topic not in HANDLERS:
+        raise ValueError(f"no handler registered for job topic {topic!r}")
+    scope = tenancy.current_scope(session)
+    tenant = tenant_id or (scope if isinstance(scope, uuid.UUID) else None)
+    if tenant is None:
+        raise tenancy.UnscopedTenantQuery("enqueue needs a tenant: scope the session or pass tenant_id")
+    if isinstance(scope, uuid.UUID) and tenant != scope:
+        raise CrossTenantAccess("enqueue for another tenant from a tenant-scoped session")
+    now = utcnow()
+    values = {
+        "tenant_id": tenant,
+        "topic": topic,
+        "payload": payload or {},
+        "dedupe_key": dedupe_key,
+        "status": "pending",
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "available_at": now + timedelta(seconds=delay_seconds),
+        "created_at": now,
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(OutboxJob).values(**values)
+    if dedupe_key is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])
+    await session.execute(statement)
+    session.sync_session.info[_ENQUEUED_FLAG] = True
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with jitter: ~2s, 4s, 8s … capped at an hour."""
+    base: float = min(MAX_BACKOFF_SECONDS, 2.0**attempt)
+    return base * (0.75 + random.random() / 2)
+
+
+class Worker:
+    def __init__(self, database: Any, *, name: str | None = None, batch_size: int = 20) -> None:
+        self.database = database
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _claim(self) -> list[OutboxJob]:
+        now = utcnow()
+        async with self.database.unit_of_work(all_tenants=True) as session:
+            ready = or_(
+                and_(OutboxJob.status == "pending", OutboxJob.available_at <= now),
+                and_(OutboxJob.status == "running", OutboxJob.locked_until < now),
+            )
+            candidates = select(OutboxJob.id).where(ready).order_by(OutboxJob.id).limit(self.batch_size)
+            if session.get_bind().dialect.name == "postgresql":
+                candidates = candidates.with_for_update(skip_locked=True)
+            claimed = await session.scalars(
+                update(OutboxJob)
+                .where(OutboxJob.id.in_(candidates.scalar_subquery()))
+                .values(
+                    status="running",
+                    locked_by=self.name,
+                    locked_until=now + timedelta(seconds=LEASE_SECONDS),
+                    attempts=OutboxJob.attempts + 1,
+                )
+                .returning(OutboxJob)
+                .execution_options(synchronize_session=False)
+            )
+            jobs = list(claimed)
+        return sorted(jobs, key=lambda job: job.id)
+
+    async def run_once(self) -> int:
+        """Claim one batch and run it; returns how many jobs were claimed."""
+        jobs = await self._claim()
+        for job in jobs:
+            await self._run(job)
+        return len(jobs)
+
+    async def _run(self, job: OutboxJob) -> None:
+        handler = HANDLERS.get(job.topic)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler registered for topic {job.topic!r}")
+            async with self.database.unit_of_work(tenant_id=job.tenant_id) as session:
+                await handler(JobContext(session, job.id, job.tenant_id, job.topic, dict(job.payload), job.attempts))
+                tenancy.scope_all_tenants(session)
+                marked = await session.execute(
+                    update(OutboxJob)
+                    .where(OutboxJob.id == job.id, OutboxJob.locked_by == self.name)
+                    .values(status="done", finished_at=utcnow(), locked_until=None, last_error=None)
+                    .execution_options(synchronize_session=False)
+                )
+                if marked.rowcount != 1:
+                    raise LeaseLost(job.id)
+            JOBS_PROCESSED.labels(job.topic, "done").inc()
+        except LeaseLost:
+            log.warning("job lease lost; its work was rolled back", extra={"job_id": job.id, "topic": job.topic})
+        except Exception as exc:
+            await self._record_failure(job, exc)
+
+    async def _record_failure(self, job: OutboxJob, exc: BaseException) -> None:
+        is_dead = job.attempts >= job.max_attempts
+        error = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
+        async with self.database.unit_of_work(all_tenants=True) as session:
+            await session.execute(
+                update(OutboxJob)
+                .where(OutboxJob.id == job.id, OutboxJob.locked_by == self.name)
+                .values(
+                    status="dead" if is_dead else "pending",
+                    available_at=utcnow() + timedelta(seconds=0 if is_dead else backoff_seconds(job.attempts)),
+                    locked_until=None,
+                    last_error=error,
+                    finished_at=utcnow() if is_dead else None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        JOBS_PROCESSED.labels(job.topic, "dead" if is_dead else "retry").inc()
+        log.warning(
+            "job failed",
+            extra={
+                "job_id": job.id,
+                "topic": job.topic,
+                "attempt": job.attempts,
+                "dead": is_dead,
+                "error": error,
+            },
+        )
+
+    async def run_forever(self, stop: asyncio.Event, *, poll_seconds: float = 1.0) -> None:
+        add_wakeup(self.wake)
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self.run_once()
+                except Exception:  # a database hiccup must not kill the worker
+                    log.exception("worker loop error")
+                    claimed = 0
+                if claimed:
+                    continue
+                self._wake.clear()
+                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+                await asyncio.wait(waiters, timeout=poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            remove_wakeup(self.wake)
+
+
+class LeaseLost(Exception):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"lease of job {job_id} was lost")
+
+
+# Operator actions on jobs (tenant-scoped sessions).
+
+
+async def list_jobs(
+    session: AsyncSession, *, status: str | None, topic: str | None, limit: int, offset: int
+) -> tuple[list[OutboxJob], int]:
+    query = select(OutboxJob)
+    count = select(func.count()).select_from(OutboxJob)
+    if status:
+        if status not in STATUSES:
+            raise BadRequest(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
+        query, count = query.where(OutboxJob.status == status), count.where(OutboxJob.status == status)
+    if topic:
+        query, count = query.where(OutboxJob.topic == topic), count.where(OutboxJob.topic == topic)
+    total = await session.scalar(count)
+    rows = await session.scalars(query.order_by(OutboxJob.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(total or 0)
+
+
+async def status_counts(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(OutboxJob.status, func.count()).group_by(OutboxJob.status))
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({status: int(n) for status, n in rows})
+    JOBS_PENDING.set(counts["pending"])
+    return counts
+
+
+async def get_job(session: AsyncSession, job_id: int) -> OutboxJob:
+    job = await session.scalar(select(OutboxJob).where(OutboxJob.id == job_id))
+    if job is None:
+        raise NotFound(f"Job {job_id} was not found.")
+    return job
+
+
+async def do_retry(session: AsyncSession, job_id: int) -> OutboxJob:
+    job = await get_job(session, job_id)
+    if job.status not in ("dead", "cancelled"):
+        raise BadRequest(f"Only dead or cancelled jobs can be retried; job {job_id} is {job.status}.")
+    job.status, job.attempts, job.available_at = "pending", 0, utcnow()
+    job.finished_at, job.locked_by = None, None
+    session.sync_session.info[_ENQUEUED_FLAG] = True
+    await session.flush()
+    return job
+
+
+async def do_cancel(session: AsyncSession, job_id: int) -> OutboxJob:
+    job = await get_job(session, job_id)
+    if job.status not in ("pending", "dead"):
+        raise BadRequest(f"Only pending or dead jobs can be cancelled; job {job_id} is {job.status}.")
+    job.status, job.finished_at = "cancelled", utcnow()
+    await session.flush()
+    return job

@@ -1,0 +1,102 @@
+"""Tenant isolation enforced by the session itself, so that forgetting it is hard.
+
+Every ORM model that inherits `TenantOwned` carries `tenant_id`. A session is scoped either to one
+tenant (`scope_to_tenant`) — then every ORM SELECT, UPDATE and DELETE gets `tenant_id = :tenant`
+added, and every new row gets the tenant filled in (a row of another tenant is refused) — or
+explicitly to all tenants (`scope_all_tenants`) for platform work. An unscoped session that touches a
+tenant-owned table raises `UnscopedTenantQuery`: the guard fails closed.
+
+Core SQL (`text()`, `insert(table)`) is not rewritten: repositories that use it filter by tenant
+themselves and say so.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ForeignKey, event
+from sqlalchemy.orm import (
+    Mapped,
+    ORMExecuteState,
+    Session,
+    declared_attr,
+    mapped_column,
+    with_loader_criteria,
+)
+
+from zhongtai.core.errors import CrossTenantAccess
+
+_SCOPE_KEY = "zt_tenant_scope"
+ALL_TENANTS = "*"
+
+
+class UnscopedTenantQuery(CrossTenantAccess):
+    pass
+
+
+class TenantOwned:
+    """Mixin for every row that belongs to one tenant (brand)."""
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[uuid.UUID]:  # noqa: N805
+        return mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, nullable=False)
+
+
+def scope_to_tenant(session: Session | Any, tenant_id: uuid.UUID) -> None:
+    target = getattr(session, "sync_session", session)
+    target.info[_SCOPE_KEY] = tenant_id
+
+
+def scope_all_tenants(session: Session | Any) -> None:
+    target = getattr(session, "sync_session", session)
+    target.info[_SCOPE_KEY] = ALL_TENANTS
+
+
+def current_scope(session: Session | Any) -> uuid.UUID | str | None:
+    target = getattr(session, "sync_session", session)
+    scope: uuid.UUID | str | None = target.info.get(_SCOPE_KEY)
+    return scope
+
+
+def _touches_tenant_owned(state: ORMExecuteState) -> bool:
+    return any(issubclass(mapper.class_, TenantOwned) for mapper in state.all_mappers)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_orm_execute(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    scope = state.session.info.get(_SCOPE_KEY)
+    if scope == ALL_TENANTS:
+        return
+    if scope is None:
+        if _touches_tenant_owned(state):
+            raise UnscopedTenantQuery("query on a tenant-owned table from a session with no tenant scope")
+        return
+    tenant_id = scope
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantOwned,
+            lambda cls: cls.tenant_id == tenant_id,
+            include_aliases=True,
+        )
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _check_tenant_on_flush(session: Session, _context: Any, _instances: Any) -> None:
+    scope = session.info.get(_SCOPE_KEY)
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+        if not isinstance(obj, TenantOwned):
+            continue
+        if scope is None:
+            raise UnscopedTenantQuery(f"write of {type(obj).__name__} from a session with no tenant scope")
+        if scope == ALL_TENANTS:
+            if obj.tenant_id is None:
+                raise UnscopedTenantQuery(f"{type(obj).__name__} needs a tenant_id")
+            continue
+        if obj in session.new and obj.tenant_id is None:
+            obj.tenant_id = scope
+        elif obj.tenant_id != scope:
+            raise CrossTenantAccess(f"{type(obj).__name__} of another tenant in a tenant-scoped session")

@@ -1,0 +1,150 @@
+"""FastAPI dependencies shared by every HTTP module: the unit of work, the caller, permissions, CSRF."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhongtai.core import tenancy
+from zhongtai.core.accounts import authenticate_token
+from zhongtai.core.audit import RequestOrigin
+from zhongtai.core.consumers import authenticate_consumer
+from zhongtai.core.crypto import constant_time_equals
+from zhongtai.core.errors import CsrfFailed, PermissionDenied, Unauthenticated
+from zhongtai.core.principals import Principal, PrincipalKind
+from zhongtai.core.runtime import Runtime
+from zhongtai.core.signin import SESSION_COOKIE, resolve_session
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
+    runtime = get_runtime(request)
+    async with runtime.db.unit_of_work() as session:
+        request.state.db = session
+        yield session
+
+
+# scope="function": the commit happens before the response is sent, so a failed commit is an error
+# response and never a success the client believes.
+DbSession = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def request_origin(request: Request) -> RequestOrigin:
+    return RequestOrigin(ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+
+
+Origin = Annotated[RequestOrigin, Depends(request_origin)]
+
+
+async def _check_csrf(request: Request, principal: Principal) -> None:
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not sent or not principal.csrf_token or not constant_time_equals(sent, principal.csrf_token):
+        raise CsrfFailed()
+
+
+async def _resolve_principal(request: Request, session: AsyncSession) -> Principal | None:
+    runtime = get_runtime(request)
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credential = authorization.partition(" ")
+    principal: Principal | None = None
+    if scheme.lower() == "bearer" and credential:
+        credential = credential.strip()
+        if credential.startswith("ztc_"):
+            principal = await authenticate_consumer(session, credential)
+        else:
+            principal = await authenticate_token(session, credential, ip=client_ip(request))
+        if principal is None:
+            raise Unauthenticated("The bearer token is unknown, revoked or expired.")
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        principal = await resolve_session(session, runtime.crypto.secret_key, cookie)
+        if principal is not None:
+            await _check_csrf(request, principal)
+    if principal is not None:
+        tenancy.scope_to_tenant(session, principal.tenant_id)
+        request.state.principal = principal
+    return principal
+
+
+async def optional_principal(request: Request, session: DbSession) -> Principal | None:
+    cached: Principal | None = getattr(request.state, "principal", None)
+    return cached or await _resolve_principal(request, session)
+
+
+MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+async def current_principal(principal: MaybePrincipal) -> Principal:
+    if principal is None:
+        raise Unauthenticated()
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(permission: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """Dependency: the caller must be staff (operator or token) holding `permission`."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.is_staff:
+            raise PermissionDenied("This needs an operator account or an API token.")
+        if not principal.can(permission):
+            raise PermissionDenied(f"This needs the permission '{permission}'.", permission=permission)
+        return principal
+
+    dependency.__name__ = f"require_{permission.replace('.', '_')}"
+    return dependency
+
+
+async def current_consumer(principal: CurrentPrincipal) -> Principal:
+    if principal.kind is not PrincipalKind.CONSUMER:
+        raise PermissionDenied("This needs a consumer sign-in.")
+    return principal
+
+
+CurrentConsumer = Annotated[Principal, Depends(current_consumer)]
+
+
+class Page:
+    """Paging parameters shared by list endpoints."""
+
+    def __init__(
+        self,
+        page: Annotated[int, Query(ge=1, le=100_000, description="1-based page number")] = 1,
+        per_page: Annotated[int, Query(ge=1, le=200, description="rows per page")] = 20,
+    ) -> None:
+        self.page = page
+        self.per_page = per_page
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+
+PageDep = Annotated[Page, Depends()]

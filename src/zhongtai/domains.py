@@ -1,0 +1,15 @@
+"""Loads every module that registers job handlers, permissions or console navigation.
+
+The web app and `zhongtai worker` call `load_all()` so that both know every job topic.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+DOMAIN_MODULES: tuple[str, ...] = ("zhongtai.core.api",)
+
+
+def load_all() -> None:
+    for name in DOMAIN_MODULES:
+        importlib.import_module(name)

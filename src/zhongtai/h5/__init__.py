@@ -1,0 +1,1 @@
+"""Consumer and channel mobile pages under `/h5`."""

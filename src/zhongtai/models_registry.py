@@ -1,0 +1,6 @@
+"""Imports every module's ORM models so that the one metadata (and Alembic) sees all tables."""
+
+from zhongtai.core import models as _core_models  # noqa: F401
+from zhongtai.core.models import Base
+
+__all__ = ["Base"]

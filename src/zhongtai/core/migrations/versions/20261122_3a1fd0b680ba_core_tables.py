@@ -273,7 +273,7 @@ def upgrade() -> None:
         sa.column("name", sa.String()),
         sa.column("is_platform", sa.Boolean()),
         sa.column("is_active", sa.Boolean()),
-        sa.column("created_at", sa.DateTime()),
+        sa.column("created_at", zhongtai.core.models.UTCDateTime()),
     )
     op.bulk_insert(
         tenants,

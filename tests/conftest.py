@@ -13,7 +13,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -69,23 +69,26 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory / "zhongtai.db"
 
 
+async def _pg_admin(*statements: str) -> None:
+    conn = await asyncpg.connect(_pg_admin_dsn())
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
-def pg_template() -> str | None:
+def pg_template() -> Iterator[str | None]:
     if not HAS_SERVICES:
-        return None
-    name = f"zt_test_template_{WORKER}"
-
-    async def build() -> None:
-        conn = await asyncpg.connect(_pg_admin_dsn())
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(build())
+        yield None
+        return
+    # One template per test process, so that parallel runs on one server do not collide.
+    name = f"zt_test_template_{WORKER}_{os.getpid()}"
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'))
     migrate.upgrade(Settings(env="test", database_url=_pg_url_for(name)))
-    return name
+    yield name
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=TIERS)
@@ -104,11 +107,7 @@ async def settings(
         yield Settings(env="test", data_dir=data_dir, log_json=False, in_process_worker=False)
         return
     name = f"zt_test_{WORKER}_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(_pg_admin_dsn())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    finally:
-        await admin.close()
+    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     prefix = f"zt:test:{uuid.uuid4().hex[:8]}:"
     try:
         yield Settings(
@@ -121,11 +120,7 @@ async def settings(
             in_process_worker=False,
         )
     finally:
-        admin = await asyncpg.connect(_pg_admin_dsn())
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         redis = Redis.from_url(REDIS_URL)
         try:
             keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=500)]

@@ -1,0 +1,216 @@
+"""Invariant 1: no tenant can read or change another tenant's data, through any endpoint.
+
+The test walks *every* registered route of the app — API, console and H5 — with a second brand's
+credentials aimed at the first brand's resources, and expects refusal; then it checks that nothing
+of the first brand changed. New routes are covered automatically; a route with a path parameter
+the walker does not know fails the test until a value for it is added to `PATH_VALUES` below.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import func, select
+
+from tests.factories import Brand, bearer, console_login, make_brand, make_token, make_user
+from zhongtai.core import jobs
+from zhongtai.core.consumers import PHONE_PURPOSE
+from zhongtai.core.crypto import mask_phone
+from zhongtai.core.jobs import JobContext
+from zhongtai.core.models import ApiToken, AuditEvent, Consumer, OutboxJob, Tenant, User
+from zhongtai.core.runtime import Runtime
+
+ISOLATION_TOPIC = "tests.isolation.noop"
+
+
+@jobs.job_handler(ISOLATION_TOPIC)
+async def _noop(ctx: JobContext) -> None:
+    return None
+
+
+# Routes anyone may call, with the reason. Everything else must refuse a foreign tenant.
+PUBLIC_ROUTES = {
+    "/healthz": "liveness, no data",
+    "/readyz": "readiness, no data",
+    "/metrics": "process metrics, no tenant data",
+    "/openapi.json": "API description",
+    "/docs": "API explorer",
+    "/docs/oauth2-redirect": "API explorer",
+    "/console/login": "sign-in form",
+    "/console/lang/{locale}": "language cookie",
+    "/h5/{tenant_slug}/login": "a brand's public consumer sign-in page",
+    "/h5/{tenant_slug}/dev/sms": "development-only inbox, 404 outside development",
+    "/api/v1/public/{tenant_slug}/otp": "a brand's public consumer sign-in",
+    "/api/v1/public/{tenant_slug}/sessions": "a brand's public consumer sign-in",
+}
+
+
+@dataclass
+class Victim:
+    brand: Brand
+    other_user: User
+    token_id: uuid.UUID
+    token_prefix: str
+    job_id: int
+    consumer: Consumer
+
+    def secrets(self) -> list[str]:
+        """Strings of the victim that must never appear in another tenant's responses."""
+        return [
+            str(self.brand.id),
+            self.brand.owner.email,
+            self.other_user.email,
+            str(self.other_user.id),
+            str(self.token_id),
+            self.token_prefix,
+            str(self.consumer.id),
+        ]
+
+
+PATH_VALUES: dict[str, Any] = {
+    "user_id": lambda v: v.other_user.id,
+    "token_id": lambda v: v.token_id,
+    "job_id": lambda v: v.job_id,
+    "tenant_id": lambda v: v.brand.id,
+    "tenant_slug": lambda v: v.brand.tenant.slug,
+    "locale": lambda v: "en",
+}
+
+# Bodies that would succeed if the resource were the caller's own, so that a refusal proves isolation
+# rather than a validation error.
+JSON_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PATCH", "/api/v1/users/{user_id}"): {"role": "viewer", "is_active": False},
+}
+FORM_BODIES: dict[str, dict[str, str]] = {
+    "/console/users/{user_id}": {"display_name": "hijacked", "role": "viewer", "is_active": "false"},
+}
+
+PARAM_RE = re.compile(r"{([^}:]+)(?::[^}]+)?}")
+
+
+async def _make_victim(runtime: Runtime) -> Victim:
+    brand = await make_brand(runtime)
+    other = await make_user(runtime, brand, "operator")
+    await make_token(runtime, brand)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        token = await session.scalar(select(ApiToken))
+        assert token is not None
+        await jobs.enqueue(session, ISOLATION_TOPIC, {"secret": "victim"})
+        phone = "+8613812345678"
+        consumer = Consumer(
+            phone_ciphertext=runtime.crypto.pii.encrypt(phone, purpose=PHONE_PURPOSE),
+            phone_hash=runtime.crypto.lookup_hash(phone, purpose=PHONE_PURPOSE),
+            phone_masked=mask_phone(phone),
+        )
+        session.add(consumer)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        job = await session.scalar(select(OutboxJob))
+        assert job is not None
+        job.status = "dead"
+    return Victim(brand, other, token.id, token.prefix, job.id, consumer)
+
+
+def _routes(app: Any) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for route in iter_route_contexts(app.router.routes):
+        if route.methods is None:
+            continue  # mounted static files
+        found.extend((method, str(route.path)) for method in sorted(route.methods) if method != "HEAD")
+    # Signing out ends the attacker's console session, so it goes last.
+    return sorted(found, key=lambda item: item[1] == "/console/logout")
+
+
+def _fill(path: str, victim: Victim) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in PATH_VALUES:
+            pytest.fail(f"route {path}: the isolation walker has no value for path parameter {name!r}; add it")
+        return str(PATH_VALUES[name](victim))
+
+    return PARAM_RE.sub(value, path)
+
+
+async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        users = [
+            (u.email, u.role, u.is_active, u.display_name)
+            for u in await session.scalars(select(User).order_by(User.email))
+        ]
+        tokens = [(t.name, t.revoked_at) for t in await session.scalars(select(ApiToken).order_by(ApiToken.id))]
+        job_states = [(j.id, j.status) for j in await session.scalars(select(OutboxJob).order_by(OutboxJob.id))]
+        consumers = await session.scalar(select(func.count()).select_from(Consumer))
+        tenant = await session.get(Tenant, brand.id)
+        assert tenant is not None
+        return {
+            "users": users,
+            "tokens": tokens,
+            "jobs": job_states,
+            "consumers": consumers,
+            "active": tenant.is_active,
+        }
+
+
+async def test_every_route_refuses_another_tenant(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    victim = await _make_victim(runtime)
+    attacker = await make_brand(runtime)
+    attacker_token = await make_token(runtime, attacker)
+    before = await _snapshot(runtime, victim.brand)
+    app = client._transport.app  # type: ignore[attr-defined]
+
+    # The attacker's console session (cookie + CSRF) in a second client.
+    transport = httpx.ASGITransport(app=app, client=("10.9.9.9", 4444))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as console:
+        csrf = await console_login(console, attacker.owner.email)
+        checked = 0
+        for method, path in _routes(app):
+            if path in PUBLIC_ROUTES:
+                continue
+            url = _fill(path, victim)
+            has_params = "{" in path
+            if path.startswith("/console"):
+                form = dict(FORM_BODIES.get(path, {}), csrf_token=csrf)
+                response = await console.request(
+                    method,
+                    url,
+                    data=form if method != "GET" else None,
+                    headers={"accept": "text/html", "x-csrf-token": csrf},
+                    follow_redirects=False,
+                )
+            else:
+                body = JSON_BODIES.get((method, path))
+                response = await client.request(method, url, json=body, headers=bearer(attacker_token))
+            checked += 1
+            where = f"{method} {path} -> {response.status_code}"
+            if has_params:
+                assert response.status_code in (403, 404), where
+            else:
+                assert response.status_code < 500, where
+            for secret in victim.secrets():
+                assert secret not in response.text, f"{where} leaked {secret!r}"
+        assert checked >= 15, "the walker must have reached the API and console routes"
+
+    assert await _snapshot(runtime, victim.brand) == before, "the victim's data changed"
+    async with runtime.db.unit_of_work(tenant_id=victim.brand.id) as session:
+        foreign_audit = await session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.actor_label.contains(attacker.tenant.slug))
+        )
+    assert foreign_audit == 0, "no audit event of the attacker may land in the victim's log"
+
+
+async def test_tokens_and_sessions_are_bound_to_their_tenant(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    first, second = await make_brand(runtime), await make_brand(runtime)
+    first_token, second_token = await make_token(runtime, first), await make_token(runtime, second)
+    mine = await client.get("/api/v1/users", headers=bearer(first_token))
+    theirs = await client.get("/api/v1/users", headers=bearer(second_token))
+    assert [u["email"] for u in mine.json()["items"]] == [first.owner.email]
+    assert [u["email"] for u in theirs.json()["items"]] == [second.owner.email]
+    other_id = theirs.json()["items"][0]["id"]
+    refused = await client.get(f"/api/v1/users/{other_id}", headers=bearer(first_token))
+    assert refused.status_code == 404
+    assert refused.json()["error"] == "not_found"

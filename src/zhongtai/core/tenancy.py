@@ -13,9 +13,9 @@ themselves and say so.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, event
+from sqlalchemy import ForeignKey, TableClause, event
 from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
@@ -24,6 +24,7 @@ from sqlalchemy.orm import (
     mapped_column,
     with_loader_criteria,
 )
+from sqlalchemy.sql import visitors
 
 from zhongtai.core.errors import CrossTenantAccess
 
@@ -59,20 +60,40 @@ def current_scope(session: Session | Any) -> uuid.UUID | str | None:
     return scope
 
 
+def _tenant_owned_table_names() -> set[str]:
+    names: set[str] = set()
+    pending: list[type] = list(TenantOwned.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        table = getattr(cls, "__table__", None)
+        if table is not None:
+            names.add(table.name)
+    return names
+
+
 def _touches_tenant_owned(state: ORMExecuteState) -> bool:
-    return any(issubclass(mapper.class_, TenantOwned) for mapper in state.all_mappers)
+    if any(issubclass(mapper.class_, TenantOwned) for mapper in state.all_mappers):
+        return True
+    # all_mappers sees only the top-level entities; a join, a subquery or `select_from()` can reach a
+    # tenant-owned table too, so look at every table in the statement.
+    names = _tenant_owned_table_names()
+    return any(
+        isinstance(element, TableClause) and element.name in names
+        for element in visitors.iterate(cast(visitors.ExternallyTraversible, state.statement))
+    )
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _scope_orm_execute(state: ORMExecuteState) -> None:
-    if not (state.is_select or state.is_update or state.is_delete):
-        return
     scope = state.session.info.get(_SCOPE_KEY)
-    if scope == ALL_TENANTS:
-        return
     if scope is None:
         if _touches_tenant_owned(state):
             raise UnscopedTenantQuery("query on a tenant-owned table from a session with no tenant scope")
+        return
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if scope == ALL_TENANTS:
         return
     tenant_id = scope
     state.statement = state.statement.options(

@@ -52,6 +52,7 @@ from zhongtai.core.web import (
     Origin,
     PageDep,
     RuntimeDep,
+    rate_limit,
     require,
 )
 
@@ -242,7 +243,18 @@ async def list_consumers(session: DbSession, _: ConsumersReader, page: PageDep) 
 # Consumer sign-in (public, per brand) and the signed-in consumer.
 
 
-@router.post("/public/{tenant_slug}/otp", response_model=OtpSentOut, status_code=202, tags=["consumer"])
+# Anyone may call the public sign-in endpoints: 30 calls a minute per network address on top of the
+# per-number limits inside the service.
+PublicSignInLimit = Depends(rate_limit("public-signin", limit=30, period=60.0))
+
+
+@router.post(
+    "/public/{tenant_slug}/otp",
+    response_model=OtpSentOut,
+    status_code=202,
+    tags=["consumer"],
+    dependencies=[PublicSignInLimit],
+)
 async def request_otp(
     tenant_slug: str, body: OtpRequest, session: DbSession, runtime: RuntimeDep, origin: Origin
 ) -> OtpSentOut:
@@ -266,7 +278,13 @@ async def request_otp(
     )
 
 
-@router.post("/public/{tenant_slug}/sessions", response_model=ConsumerSessionOut, status_code=201, tags=["consumer"])
+@router.post(
+    "/public/{tenant_slug}/sessions",
+    response_model=ConsumerSessionOut,
+    status_code=201,
+    tags=["consumer"],
+    dependencies=[PublicSignInLimit],
+)
 async def consumer_sign_in(
     tenant_slug: str, body: OtpVerify, session: DbSession, runtime: RuntimeDep
 ) -> ConsumerSessionOut:

@@ -13,7 +13,7 @@ from zhongtai.core.accounts import authenticate_token
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.consumers import authenticate_consumer
 from zhongtai.core.crypto import constant_time_equals
-from zhongtai.core.errors import CsrfFailed, PermissionDenied, Unauthenticated
+from zhongtai.core.errors import CsrfFailed, PermissionDenied, RateLimited, Unauthenticated
 from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.signin import SESSION_COOKIE, resolve_session
@@ -148,3 +148,20 @@ class Page:
 
 
 PageDep = Annotated[Page, Depends()]
+
+
+def rate_limit(bucket: str, *, limit: int, period: float, by: str = "ip") -> Callable[..., Coroutine[Any, Any, None]]:
+    """Dependency: at most `limit` requests per `period` seconds per network address (`by="ip"`) or
+    per signed-in caller (`by="principal"`, falling back to the address for anonymous callers)."""
+
+    async def dependency(request: Request, runtime: RuntimeDep) -> None:
+        subject = client_ip(request) or "unknown"
+        if by == "principal":
+            principal: Principal | None = getattr(request.state, "principal", None)
+            subject = f"{principal.kind}:{principal.id}" if principal else subject
+        decision = await runtime.limiter.hit(f"rl:{bucket}:{subject}", limit=limit, period=period)
+        if not decision.allowed:
+            raise RateLimited(retry_after=decision.retry_after)
+
+    dependency.__name__ = f"rate_limit_{bucket}"
+    return dependency

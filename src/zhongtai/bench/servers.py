@@ -1,0 +1,221 @@
+"""Real servers for benchmarks: a tier's environment, demo data, and granian as a child process.
+
+Every context manager here cleans up in `finally` — the server is terminated, the temporary
+PostgreSQL database dropped, the Redis keys deleted — also when the run is interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+from redis import Redis
+
+PG_ADMIN_DSN = os.environ.get("ZT_BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("ZT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 10.0
+# Variables of the surrounding shell that would point a benchmark server at the wrong place.
+_INHERITED_SETTINGS = ("ZT_DATA_DIR", "ZT_DATABASE_URL", "ZT_REDIS_URL", "ZT_REDIS_PREFIX", "ZT_ENV", "ZT_PORT")
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    env: dict[str, str]
+    data_dir: Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def services_answer() -> bool:
+    """PostgreSQL and Redis both accept connections (the production tier can run)."""
+    from urllib.parse import urlsplit
+
+    pg, redis = urlsplit(PG_ADMIN_DSN), urlsplit(REDIS_URL)
+    return _answers(pg.hostname or "127.0.0.1", pg.port or 5432) and _answers(
+        redis.hostname or "127.0.0.1", redis.port or 6379
+    )
+
+
+def _base_env(data_dir: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in _INHERITED_SETTINGS}
+    env.update(ZT_DATA_DIR=str(data_dir), ZT_ENV="development", ZT_LOG_LEVEL="WARNING")
+    return env
+
+
+@contextmanager
+def embedded_tier() -> Iterator[Tier]:
+    """SQLite under a temporary data dir, no Redis."""
+    data_dir = Path(tempfile.mkdtemp(prefix="zt-bench-embedded-"))
+    try:
+        yield Tier("embedded", _base_env(data_dir), data_dir)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _pg_admin(statement: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def postgres_tier() -> Iterator[Tier]:
+    """A temporary PostgreSQL database and a unique Redis key prefix; both removed afterwards."""
+    database = f"zt_bench_{uuid.uuid4().hex[:12]}"
+    prefix = f"zt-bench-{uuid.uuid4().hex[:12]}:"
+    data_dir = Path(tempfile.mkdtemp(prefix="zt-bench-postgres-"))
+    admin = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    env = _base_env(data_dir)
+    env.update(
+        ZT_DATABASE_URL=f"{admin.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{database}",
+        ZT_REDIS_URL=REDIS_URL,
+        ZT_REDIS_PREFIX=prefix,
+    )
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{database}"'))
+    try:
+        yield Tier("postgres", env, data_dir)
+    finally:
+        try:
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        finally:
+            _delete_redis_prefix(prefix)
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _delete_redis_prefix(prefix: str) -> None:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def load_demo(tier: Tier) -> str:
+    """Run `zhongtai demo` for the tier (migrations and demo data) and return its all-scopes API token."""
+    log = tier.data_dir / "demo.log"
+    with log.open("wb") as output:
+        done = subprocess.run(
+            [sys.executable, "-m", "zhongtai.cli.main", "demo"],
+            env=tier.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=300,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"`zhongtai demo` failed on the {tier.name} tier:\n{_tail(log)}")
+    credentials = json.loads((tier.data_dir / "demo-credentials.json").read_text())
+    token: str = credentials["api_token"]["token"]
+    return token
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _healthy(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def granian_command(target: str, port: int) -> list[str]:
+    """The same granian settings as `zhongtai serve`, with one worker; `target` is a factory."""
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        target,
+    ]
+
+
+@contextmanager
+def serve(tier: Tier, factory: str, *, label: str) -> Iterator[int]:
+    """Start granian serving `factory` with the tier's environment; yield its port once /healthz answers."""
+    port = free_port()
+    log = tier.data_dir / f"{label}.log"
+    with log.open("wb") as output:
+        # A session of its own: Ctrl-C reaches only us, and we stop the server in order.
+        process = subprocess.Popen(  # noqa: S603 -- our own interpreter and arguments, no shell
+            granian_command(factory, port),
+            env=tier.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not _healthy(port):
+            if process.poll() is not None:
+                raise RuntimeError(f"{label} server exited with {process.returncode}:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{label} server did not answer /healthz in {START_TIMEOUT_SECONDS:.0f} s")
+            time.sleep(0.1)
+        yield port
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

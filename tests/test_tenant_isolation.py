@@ -80,6 +80,7 @@ PATH_VALUES: dict[str, Any] = {
     "tenant_id": lambda v: v.brand.id,
     "tenant_slug": lambda v: v.brand.tenant.slug,
     "locale": lambda v: "en",
+    "verb": lambda v: "retry",
 }
 
 # Bodies that would succeed if the resource were the caller's own, so that a refusal proves isolation

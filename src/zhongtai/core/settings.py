@@ -24,6 +24,11 @@ Environment = Literal["development", "test", "production"]
 # example from becoming a production secret.
 KNOWN_WEAK_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development", "zhongtai"})
 MIN_SECRET_BYTES = 32
+_ASYNC_DRIVERS = (
+    ("postgres://", "postgresql+asyncpg://"),
+    ("postgresql://", "postgresql+asyncpg://"),
+    ("sqlite:///", "sqlite+aiosqlite:///"),
+)
 
 
 class InsecureConfiguration(RuntimeError):
@@ -68,6 +73,11 @@ class Settings(BaseSettings):
     def _defaults(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'zhongtai.db'}"
+        # Accept the URLs people paste (postgres://, postgresql://, sqlite:///) and pick the async driver.
+        for plain, driver in _ASYNC_DRIVERS:
+            if self.database_url.startswith(plain):
+                self.database_url = driver + self.database_url[len(plain) :]
+                break
         if self.cookie_secure is None:
             self.cookie_secure = self.env == "production"
         return self

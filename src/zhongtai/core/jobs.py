@@ -174,6 +174,11 @@ class Worker:
         return len(jobs)
 
     async def _run(self, job: OutboxJob) -> None:
+        if job.attempts > job.max_attempts:
+            # Only a reclaimed job gets here: every earlier worker died holding it. Give up as after
+            # failures, so that a job which kills its worker cannot be retried forever.
+            await self._record_failure(job, LeaseExpired(job.id, job.max_attempts))
+            return
         handler = HANDLERS.get(job.topic)
         try:
             if handler is None:
@@ -246,6 +251,11 @@ class Worker:
 class LeaseLost(Exception):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"lease of job {job_id} was lost")
+
+
+class LeaseExpired(Exception):
+    def __init__(self, job_id: int, max_attempts: int) -> None:
+        super().__init__(f"job {job_id} was claimed {max_attempts} times and its worker never finished it")
 
 
 # Operator actions on jobs (tenant-scoped sessions).

@@ -6,38 +6,24 @@ import secrets
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from zhongtai.console.rendering import render, request_locale
+from zhongtai.console import admin_pages, ops_pages
+from zhongtai.console.deps import ConsoleOperator, console_operator, require_page
+from zhongtai.console.rendering import localize_error, render
 from zhongtai.core import jobs, signin
 from zhongtai.core.crypto import constant_time_equals
-from zhongtai.core.errors import AppError, CsrfFailed, PermissionDenied, Unauthenticated
-from zhongtai.core.principals import Principal, PrincipalKind
+from zhongtai.core.errors import AppError, CsrfFailed, Unauthenticated
+from zhongtai.core.principals import PrincipalKind
 from zhongtai.core.web import DbSession, MaybePrincipal, Origin, RuntimeDep
-from zhongtai.i18n import LOCALE_COOKIE, LOCALES, translate
+from zhongtai.i18n import LOCALE_COOKIE, LOCALES
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 LOGIN_CSRF_COOKIE = "zt_login_csrf"
 
-
-async def console_operator(request: Request, principal: MaybePrincipal) -> Principal:
-    if principal is None or principal.kind is not PrincipalKind.OPERATOR:
-        raise Unauthenticated()
-    return principal
-
-
-ConsoleOperator = Annotated[Principal, Depends(console_operator)]
-
-
-def require_page(permission: str):  # type: ignore[no-untyped-def]
-    async def dependency(principal: ConsoleOperator) -> Principal:
-        if not principal.can(permission):
-            raise PermissionDenied(f"This page needs the permission '{permission}'.")
-        return principal
-
-    return Depends(dependency)
+__all__ = ["ConsoleOperator", "console_operator", "render_error_page", "require_page", "router"]
 
 
 def _safe_next(value: str | None) -> str:
@@ -53,7 +39,7 @@ async def render_error_page(request: Request, error: AppError) -> Response:
     return render(
         request,
         "console/error.html",
-        {"error": error, "message": translate(request_locale(request), error.message)},
+        {"error": error, "message": localize_error(request, error)},
         status_code=error.status_code,
     )
 
@@ -103,7 +89,7 @@ async def login_submit(
                 "next": _safe_next(next),
                 "login_csrf": token,
                 "email": email,
-                "error": translate(request_locale(request), exc.message),
+                "error": localize_error(request, exc),
             },
             status_code=exc.status_code,
         )
@@ -143,3 +129,7 @@ async def switch_language(locale: str, next: str | None = None) -> Response:
 async def home(request: Request, session: DbSession, principal: ConsoleOperator) -> Response:
     job_counts = await jobs.status_counts(session)
     return render(request, "console/home.html", {"job_counts": job_counts})
+
+
+router.include_router(admin_pages.router)
+router.include_router(ops_pages.router)

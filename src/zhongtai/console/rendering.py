@@ -1,24 +1,33 @@
-"""Template rendering shared by console pages: locale, translation, the signed-in operator, navigation."""
+"""Template rendering shared by console pages: locale, translation, the signed-in operator, navigation,
+flash messages after POST-redirect-GET, and operator-facing wording of service errors."""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from zhongtai.core import permissions as perms
+from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
-from zhongtai.i18n import LOCALE_COOKIE, pick_locale, translate
+from zhongtai.i18n import LOCALE_COOKIE, catalog, pick_locale, translate
 
 TEMPLATE_DIRS = [Path(__file__).parent / "templates", Path(__file__).parent.parent / "h5" / "templates"]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)
+
+FLASH_COOKIE = "zt_flash"
+FLASH_MAX_AGE_SECONDS = 60
+PER_PAGE = 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,12 @@ NAV: list[NavItem] = [
     NavItem("/console/platform/tenants", "Tenants", "building", perms.PLATFORM_TENANTS, platform_only=True),
 ]
 
+ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}
+
+
+def role_label(locale: str, role: str) -> str:
+    return translate(locale, ROLE_LABELS.get(role, role))
+
 
 def request_locale(request: Request) -> str:
     cached: str | None = getattr(request.state, "locale", None)
@@ -56,6 +71,68 @@ def request_locale(request: Request) -> str:
     return locale
 
 
+def tr(request: Request, message: str, **values: object) -> str:
+    """Translate an English source string for the request's locale (see `tests/test_i18n.py`)."""
+    return translate(request_locale(request), message, **values)
+
+
+# Service errors are English sentences, some with values in them. These templates let the console show
+# them translated: a message that matches a template is translated as the template, values kept.
+ERROR_TEMPLATES: tuple[str, ...] = (
+    "This page needs the permission '{permission}'.",
+    "This needs the permission '{permission}'.",
+    "A {actor_role} cannot assign the role {role}.",
+    "An operator with email {email} already exists.",
+    "A tenant with code '{slug}' already exists.",
+    "No brand with code '{slug}'.",
+    "Email address is not valid: {reason}",
+    "Password refused: {problem}",
+    "Use at least {count} characters.",
+    "Unknown role '{role}'; use one of {roles}.",
+    "Unknown scopes: {scopes}.",
+    "A token cannot have scopes its creator lacks: {scopes}.",
+    "Job {job_id} was not found.",
+    "Only dead or cancelled jobs can be retried; job {job_id} is {status}.",
+    "Only pending or dead jobs can be cancelled; job {job_id} is {status}.",
+    "Unknown status '{status}'; use one of {statuses}.",
+    "The request is not valid — {summary}.",
+)
+
+
+@cache
+def _template_patterns() -> list[tuple[re.Pattern[str], str]]:
+    patterns = []
+    for template in ERROR_TEMPLATES:
+        parts = re.split(r"\{(\w+)\}", template)
+        regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>.+?)" for i, part in enumerate(parts))
+        patterns.append((re.compile(f"^{regex}$", re.DOTALL), template))
+    return patterns
+
+
+def localize_message(locale: str, message: str) -> str:
+    """An English service message in the operator's language, as far as the catalog knows it."""
+    if locale == "en":
+        return message
+    known = catalog(locale)
+    if message in known:
+        return known[message]
+    for pattern, template in _template_patterns():
+        match = pattern.match(message)
+        if match and template in known:
+            values = {key: localize_message(locale, value) for key, value in match.groupdict().items()}
+            return known[template].format(**values)
+    return message
+
+
+def localize_error(request: Request, error: AppError) -> str:
+    return localize_message(request_locale(request), error.message)
+
+
+def error_field(error: AppError) -> str:
+    field = error.data.get("field")
+    return field if isinstance(field, str) else "_form"
+
+
 def format_time(value: datetime | None, locale: str) -> str:
     if value is None:
         return "—"
@@ -65,8 +142,53 @@ def format_time(value: datetime | None, locale: str) -> str:
 
 def page_url(request: Request, **changes: Any) -> str:
     params = dict(request.query_params)
-    params.update({k: v for k, v in changes.items() if v is not None})
-    return f"{request.url.path}?{urlencode(params)}"
+    for key, value in changes.items():
+        if value is None or value == "":
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    return f"{request.url.path}?{urlencode(params)}" if params else request.url.path
+
+
+def _flash_serializer(request: Request) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(request.app.state.runtime.crypto.secret_key, salt="zt-console-flash")
+
+
+def redirect_with_flash(request: Request, url: str, message: str, kind: str = "ok") -> RedirectResponse:
+    """POST-redirect-GET: the next page shows `message` (already translated) once."""
+    response = RedirectResponse(url, status_code=303)
+    value = _flash_serializer(request).dumps({"m": message, "k": kind})
+    response.set_cookie(
+        FLASH_COOKIE,
+        value,
+        max_age=FLASH_MAX_AGE_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=bool(request.app.state.runtime.settings.cookie_secure),
+        path="/console",
+    )
+    return response
+
+
+def _read_flash(request: Request) -> tuple[str, str] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    try:
+        data = _flash_serializer(request).loads(raw, max_age=FLASH_MAX_AGE_SECONDS)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("m"), str):
+        return None
+    kind = data.get("k")
+    return data["m"], kind if kind in ("ok", "error", "warn") else "ok"
+
+
+def _pretty_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+templates.env.filters["pretty_json"] = _pretty_json
 
 
 def render(
@@ -86,6 +208,7 @@ def render(
         and (item.permission is None or principal.can(item.permission))
         and (not item.platform_only or principal.is_platform)
     ]
+    flash = _read_flash(request)
     ctx: dict[str, Any] = {
         "request": request,
         "_": partial(translate, locale),
@@ -94,9 +217,18 @@ def render(
         "csrf_token": principal.csrf_token if principal else None,
         "nav": nav,
         "current_path": request.url.path,
+        "current_url": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         "fmt_time": partial(format_time, locale=locale),
         "page_url": partial(page_url, request),
+        "role_label": partial(role_label, locale),
         "settings": request.app.state.runtime.settings,
+        "flash": flash[0] if flash else None,
+        "flash_kind": flash[1] if flash else None,
+        "errors": {},
+        "form": {},
     }
     ctx.update(context or {})
-    return templates.TemplateResponse(request, template, ctx, status_code=status_code)
+    response = templates.TemplateResponse(request, template, ctx, status_code=status_code)
+    if flash is not None:
+        response.delete_cookie(FLASH_COOKIE, path="/console")
+    return response

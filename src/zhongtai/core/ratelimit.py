@@ -23,20 +23,28 @@ class RateDecision:
 
 
 class RateLimiter(Protocol):
-    async def hit(self, key: str, *, limit: int, period: float, cost: int = 1) -> RateDecision: ...
+    async def hit(self, key: str, *, limit: int, period: float, cost: int = 1) -> RateDecision:
+        """Spend `cost` of the allowance of `key`; `cost=0` only asks whether one more would pass."""
+        ...
 
     async def reset(self, key: str) -> None: ...
+
+
+# Sums of `period / limit` drift by a few ulps (60 / 7 * 7 != 60); without a tolerance the last request
+# of a full window — or the only one when `limit=1` — could be refused.
+TOLERANCE_SECONDS = 1e-6
 
 
 def _gcra(tat: float, now: float, *, limit: int, period: float, cost: int) -> tuple[RateDecision, float]:
     interval = period / limit
     tat = max(tat, now)
-    new_tat = tat + interval * cost
+    new_tat = tat + interval * max(cost, 1)
     allow_at = new_tat - period
-    if allow_at > now:
+    if allow_at - now > TOLERANCE_SECONDS:
         return RateDecision(False, allow_at - now, 0), tat
-    remaining = int((period - (new_tat - now)) / interval)
-    return RateDecision(True, 0.0, max(0, remaining)), new_tat
+    kept = new_tat if cost > 0 else tat
+    remaining = int((period - (kept - now) + TOLERANCE_SECONDS) / interval)
+    return RateDecision(True, 0.0, max(0, remaining)), kept
 
 
 class InProcessRateLimiter:
@@ -64,18 +72,24 @@ local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local tolerance = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = period / limit
 local tat = tonumber(redis.call('GET', key)) or now
 if tat < now then tat = now end
-local new_tat = tat + interval * cost
+local new_tat = tat + interval * math.max(cost, 1)
 local allow_at = new_tat - period
-if allow_at > now then
-  return {0, tostring(allow_at - now), 0}
+if allow_at - now > tolerance then
+  return {0, string.format('%.17g', allow_at - now), 0}
 end
-redis.call('SET', key, tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-return {1, '0', math.floor((period - (new_tat - now)) / interval)}
+local kept = tat
+if cost > 0 then
+  kept = new_tat
+  -- %.17g: tostring() keeps 14 digits, a tenth of a millisecond at today's epoch
+  redis.call('SET', key, string.format('%.17g', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+end
+return {1, '0', math.floor((period - (kept - now) + tolerance) / interval)}
 """
 
 
@@ -86,7 +100,9 @@ class RedisRateLimiter:
         self._script = redis.register_script(_GCRA_LUA)
 
     async def hit(self, key: str, *, limit: int, period: float, cost: int = 1) -> RateDecision:
-        allowed, retry_after, remaining = await self._script(keys=[self._prefix + key], args=[limit, period, cost])
+        allowed, retry_after, remaining = await self._script(
+            keys=[self._prefix + key], args=[limit, period, cost, TOLERANCE_SECONDS]
+        )
         return RateDecision(bool(allowed), float(retry_after), max(0, int(remaining)))
 
     async def reset(self, key: str) -> None:

@@ -18,7 +18,10 @@ import pytest
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import func, select
 
-from tests.factories import Brand, bearer, console_login, make_brand, make_token, make_user
+from tests.factories import Brand, bearer, console_login, make_brand, make_token, make_user, system_actor
+from zhongtai.catalog import service as catalog
+from zhongtai.catalog.models import Lot, Product
+from zhongtai.catalog.rules import LotDraft, ProductDraft
 from zhongtai.core import jobs
 from zhongtai.core.consumers import PHONE_PURPOSE
 from zhongtai.core.crypto import mask_phone
@@ -59,6 +62,8 @@ class Victim:
     token_prefix: str
     job_id: int
     consumer: Consumer
+    product_id: uuid.UUID
+    lot_id: uuid.UUID
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -70,6 +75,8 @@ class Victim:
             str(self.token_id),
             self.token_prefix,
             str(self.consumer.id),
+            str(self.product_id),
+            str(self.lot_id),
         ]
 
 
@@ -81,12 +88,17 @@ PATH_VALUES: dict[str, Any] = {
     "tenant_slug": lambda v: v.brand.tenant.slug,
     "locale": lambda v: "en",
     "verb": lambda v: "retry",
+    "product_id": lambda v: v.product_id,
+    "lot_id": lambda v: v.lot_id,
 }
 
 # Bodies that would succeed if the resource were the caller's own, so that a refusal proves isolation
 # rather than a validation error.
 JSON_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/users/{user_id}"): {"role": "viewer", "is_active": False},
+    ("PATCH", "/api/v1/catalog/products/{product_id}"): {"name": "hijacked"},
+    ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
+    ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/users/{user_id}": {"display_name": "hijacked", "role": "viewer", "is_active": "false"},
@@ -110,11 +122,15 @@ async def _make_victim(runtime: Runtime) -> Victim:
             phone_masked=mask_phone(phone),
         )
         session.add(consumer)
+        product = await catalog.do_create_product(
+            session, system_actor(brand.id), ProductDraft(gtin="6901234567892", name="Victim tea")
+        )
+        lot = await catalog.do_create_lot(session, system_actor(brand.id), product.id, LotDraft(lot_number="V1"))
     async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
         job = await session.scalar(select(OutboxJob))
         assert job is not None
         job.status = "dead"
-    return Victim(brand, other, token.id, token.prefix, job.id, consumer)
+    return Victim(brand, other, token.id, token.prefix, job.id, consumer, product.id, lot.id)
 
 
 def _routes(app: Any) -> list[tuple[str, str]]:
@@ -146,6 +162,8 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
         tokens = [(t.name, t.revoked_at) for t in await session.scalars(select(ApiToken).order_by(ApiToken.id))]
         job_states = [(j.id, j.status) for j in await session.scalars(select(OutboxJob).order_by(OutboxJob.id))]
         consumers = await session.scalar(select(func.count()).select_from(Consumer))
+        products = [(p.gtin, p.name, p.status) for p in await session.scalars(select(Product).order_by(Product.gtin))]
+        lots = [(x.lot_number, x.factory) for x in await session.scalars(select(Lot).order_by(Lot.lot_number))]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
         return {
@@ -153,6 +171,8 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             "tokens": tokens,
             "jobs": job_states,
             "consumers": consumers,
+            "products": products,
+            "lots": lots,
             "active": tenant.is_active,
         }
 

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhongtai import __version__
+from zhongtai.catalog import api as catalog_api
 from zhongtai.core import api as core_api
 from zhongtai.core import health
 from zhongtai.core.errors import AppError, CrossTenantAccess, HttpError, ValidationFailed
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(core_api.router)
+    app.include_router(catalog_api.router)
 
     from zhongtai.console.pages import router as console_router
     from zhongtai.h5.pages import router as h5_router

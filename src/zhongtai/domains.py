@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-DOMAIN_MODULES: tuple[str, ...] = ("zhongtai.core.api",)
+DOMAIN_MODULES: tuple[str, ...] = ("zhongtai.core.api", "zhongtai.catalog.api")
 
 
 def load_all() -> None:

@@ -22,7 +22,7 @@ APP_FACTORY = "zhongtai.app:app_factory"
 BASELINE_FACTORY = "zhongtai.bench.baseline:baseline_factory"
 TIERS = ("embedded", "postgres")
 
-progress = Console(stderr=True)
+progress = Console(stderr=True, soft_wrap=True)
 
 
 class _Phases:
@@ -115,6 +115,7 @@ def run_http_benchmark(
         wanted.remove("postgres")
         skipped["postgres"] = "PostgreSQL or Redis does not answer"
         progress.print("[yellow]postgres tier skipped:[/yellow] PostgreSQL or Redis does not answer")
+    load_at_start = os.getloadavg()[0]
     label = loadgen.generator_label(phases.generator, connections)
     progress.print(
         f"load generator: {label}; {connections} connections, {seconds} s per phase after {warmup_seconds} s warm-up"
@@ -131,6 +132,9 @@ def run_http_benchmark(
         "server": f"granian {_granian_version()} (asgi, 1 worker, access log off)",
         "tiers": wanted,
         **({"skipped_tiers": skipped} if skipped else {}),
+        # Other work on the machine shares the cores with server and load generator alike.
+        "load_average_1m_at_start": round(load_at_start, 2),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         **phases.figures,
     }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -109,7 +109,7 @@ def _decode(content: bytes) -> str:
     raise ImportUnreadable("The CSV file is neither UTF-8 nor GB18030 text.")
 
 
-def _csv_rows(content: bytes) -> Iterator[list[str]]:
+def _csv_rows(content: bytes) -> Iterator[Sequence[object]]:
     text = _decode(content)
     try:
         dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
@@ -122,7 +122,7 @@ def _csv_rows(content: bytes) -> Iterator[list[str]]:
         raise ImportUnreadable(f"The CSV file cannot be read: {exc}.") from exc
 
 
-def _xlsx_rows(content: bytes) -> Iterator[list[str]]:
+def _xlsx_rows(content: bytes) -> Iterator[Sequence[object]]:
     from openpyxl import load_workbook
 
     try:
@@ -132,7 +132,7 @@ def _xlsx_rows(content: bytes) -> Iterator[list[str]]:
     try:
         sheet = workbook.worksheets[0]
         for values in sheet.iter_rows(values_only=True):
-            yield [_cell_text(value) for value in values]
+            yield list(values)
     finally:
         workbook.close()
 
@@ -143,7 +143,7 @@ def file_format(filename: str, content: bytes) -> str:
     return "csv"
 
 
-def read_rows(filename: str, content: bytes) -> tuple[str, Iterator[list[str]]]:
+def read_rows(filename: str, content: bytes) -> tuple[str, Iterator[Sequence[object]]]:
     if len(content) > MAX_BYTES:
         raise ImportTooLarge(f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB; split it into smaller files.")
     kind = file_format(filename, content)
@@ -174,12 +174,26 @@ def _header(cells: list[str]) -> tuple[dict[str, int], dict[str, str], list[str]
     return positions, names, ignored
 
 
+def _gtin_text(value: object) -> str:
+    """A spreadsheet stores a GTIN typed as a number without its leading zeros; put them back up to
+    the next GTIN length (zeros on the left never change the check digit)."""
+    text = _cell_text(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and text.isdigit():
+        if len(text) < 8:
+            return text.zfill(8)
+        if len(text) < 12:
+            return text.zfill(12)
+    return text
+
+
 def _parse_row(
-    row_number: int, cells: list[str], positions: dict[str, int], names: dict[str, str]
+    row_number: int, cells: Sequence[object], positions: dict[str, int], names: dict[str, str]
 ) -> tuple[rules.ProductDraft, list[RowError]]:
     def cell(name: str) -> str:
         index = positions.get(name)
-        return cells[index].strip() if index is not None and index < len(cells) else ""
+        if index is None or index >= len(cells):
+            return ""
+        return _gtin_text(cells[index]) if name == "gtin" else _cell_text(cells[index])
 
     errors: list[RowError] = []
 
@@ -213,21 +227,33 @@ def _parse_row(
     return draft, errors
 
 
-def check_rows(rows: Iterator[list[str]], result: ImportResult) -> list[rules.ProductFields]:
+def check_rows(rows: Iterator[Sequence[object]], result: ImportResult) -> list[rules.ProductFields]:
     """Check every row; fills `result` with counts and problems and returns the valid rows' fields."""
-    header = next(rows, None)
-    if header is None or not any(header):
+    first = next(rows, None)
+    header = [_cell_text(cell) for cell in first or []]
+    if not any(header):
         raise ImportUnreadable("The file is empty; the first row must name the columns.")
     positions, names, result.ignored_columns = _header(header)
     valid: list[rules.ProductFields] = []
     first_row_of: dict[str, int] = {}
     for row_number, cells in enumerate(rows, start=2):
-        if not any(cells):
+        if not any(_cell_text(cell) for cell in cells):
             continue
         result.rows += 1
         if result.rows > MAX_ROWS:
             raise ImportTooLarge(f"The file has more than {MAX_ROWS:,} rows; split it into smaller files.")
         draft, errors = _parse_row(row_number, cells, positions, names)
+        if any(_cell_text(cell) for cell in cells[len(header) :]):
+            # Usually an unquoted comma inside a value (a price like 1,200.00): the row shifted.
+            errors.insert(
+                0,
+                RowError(
+                    row_number,
+                    "",
+                    "This row has {cells} cells but the first row names {columns} columns.",
+                    {"cells": len(cells), "columns": len(header)},
+                ),
+            )
         fields, problems = rules.check_product(draft)
         unparsed = {error.column for error in errors}
         errors.extend(

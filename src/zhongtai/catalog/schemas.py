@@ -118,7 +118,7 @@ class LotOut(BaseModel):
 
 class ImportRowError(BaseModel):
     row: int = Field(description="row number in the file; the header is row 1")
-    column: str = Field(description="the column as named in the file")
+    column: str = Field(description="the column as named in the file; empty for a problem of the whole row")
     message: str
 
 

@@ -34,6 +34,7 @@ def test_http_benchmark_embedded_tier(generator: str) -> None:
         assert figures[f"{key}_failed_requests"] == 0, key
         assert figures[f"{key}_requests_per_s"] > 0, key
         assert 0 < figures[f"{key}_p50_ms"] <= figures[f"{key}_p99_ms"], key
+        assert figures[f"{key}_server_cpu_ms_per_request"] >= 0, key
     assert figures["embedded_healthz_ratio_to_baseline"] > 0
     assert figures["embedded_users_read_ratio_to_baseline"] > 0
     assert not any(key.startswith("postgres_") for key in figures)

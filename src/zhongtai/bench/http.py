@@ -35,25 +35,29 @@ class _Phases:
         self.warmup = warmup
         self.figures: dict[str, Any] = {}
 
-    def measure(self, key: str, port: int, path: str, headers: dict[str, str] | None = None) -> float:
+    def measure(
+        self, key: str, server: servers.RunningServer, path: str, headers: dict[str, str] | None = None
+    ) -> float:
         headers = headers or {}
         if self.warmup > 0:
             loadgen.measure(
                 self.generator,
-                port=port,
+                port=server.port,
                 path=path,
                 headers=headers,
                 connections=self.connections,
                 seconds=self.warmup,
             )
+        cpu_before = server.cpu_seconds()
         result = loadgen.measure(
             self.generator,
-            port=port,
+            port=server.port,
             path=path,
             headers=headers,
             connections=self.connections,
             seconds=self.seconds,
         )
+        cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / result.requests if result.requests else 0.0
         rate = result.requests_per_s
         self.figures.update(
             {
@@ -62,11 +66,12 @@ class _Phases:
                 f"{key}_p99_ms": round(result.percentile_ms(0.99), 3),
                 f"{key}_requests": result.requests,
                 f"{key}_failed_requests": result.failed,
+                f"{key}_server_cpu_ms_per_request": round(cpu_ms, 3),
             }
         )
         progress.print(
             f"  {key:28} {rate:9.0f} req/s   p50 {result.percentile_ms(0.5):7.2f} ms"
-            f"   p99 {result.percentile_ms(0.99):7.2f} ms   failed {result.failed}"
+            f"   p99 {result.percentile_ms(0.99):7.2f} ms   server CPU {cpu_ms:6.3f} ms/req   failed {result.failed}"
         )
         return rate
 
@@ -80,16 +85,14 @@ def _run_tier(phases: _Phases, tier: servers.Tier) -> None:
     # Both servers stay up and each app phase follows its baseline phase at once, so that a noisy
     # neighbour on the machine weighs on both sides of a ratio alike.
     with (
-        servers.serve(tier, BASELINE_FACTORY, label=f"{tier.name}-baseline") as baseline_port,
-        servers.serve(tier, APP_FACTORY, label=f"{tier.name}-app") as app_port,
+        servers.serve(tier, BASELINE_FACTORY, label=f"{tier.name}-baseline") as baseline,
+        servers.serve(tier, APP_FACTORY, label=f"{tier.name}-app") as app,
     ):
-        bare = phases.measure(f"{tier.name}_baseline_healthz", baseline_port, "/healthz")
-        healthz = phases.measure(f"{tier.name}_healthz", app_port, "/healthz")
+        bare = phases.measure(f"{tier.name}_baseline_healthz", baseline, "/healthz")
+        healthz = phases.measure(f"{tier.name}_healthz", app, "/healthz")
         phases.ratio(f"{tier.name}_healthz_ratio_to_baseline", healthz, bare)
-        select = phases.measure(f"{tier.name}_baseline_select", baseline_port, "/select")
-        users = phases.measure(
-            f"{tier.name}_users_read", app_port, "/api/v1/users", {"Authorization": f"Bearer {token}"}
-        )
+        select = phases.measure(f"{tier.name}_baseline_select", baseline, "/select")
+        users = phases.measure(f"{tier.name}_users_read", app, "/api/v1/users", {"Authorization": f"Bearer {token}"})
         phases.ratio(f"{tier.name}_users_read_ratio_to_baseline", users, select)
 
 

@@ -183,9 +183,41 @@ def granian_command(target: str, port: int) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    port: int
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server and its worker processes (Linux /proc)."""
+        return sum(_process_cpu_seconds(pid) for pid in _process_tree(self.pid))
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _process_tree(root: int) -> list[int]:
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            queue += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime and stime are fields 14 and 15 (proc(5)).
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 @contextmanager
-def serve(tier: Tier, factory: str, *, label: str) -> Iterator[int]:
-    """Start granian serving `factory` with the tier's environment; yield its port once /healthz answers."""
+def serve(tier: Tier, factory: str, *, label: str) -> Iterator[RunningServer]:
+    """Start granian serving `factory` with the tier's environment; yield it once /healthz answers."""
     port = free_port()
     log = tier.data_dir / f"{label}.log"
     with log.open("wb") as output:
@@ -205,7 +237,7 @@ def serve(tier: Tier, factory: str, *, label: str) -> Iterator[int]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{label} server did not answer /healthz in {START_TIMEOUT_SECONDS:.0f} s")
             time.sleep(0.1)
-        yield port
+        yield RunningServer(port=port, pid=process.pid)
     finally:
         _stop(process)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from zhongtai import domains
 from zhongtai.console import admin_pages, ops_pages, rendering
 from zhongtai.core import errors as core_errors
 from zhongtai.core.permissions import PERMISSIONS
@@ -22,9 +23,10 @@ from zhongtai.core.permissions import ROLE_LABELS as CORE_ROLE_LABELS
 from zhongtai.h5 import pages as h5_pages
 from zhongtai.i18n import catalog, translate
 
+domains.load_all()  # every module's permissions and navigation entries
 SRC = Path(rendering.__file__).resolve().parents[1]
-TEMPLATE_ROOTS = [SRC / "console" / "templates", SRC / "h5" / "templates"]
-PAGE_MODULES = sorted((SRC / "console").glob("*.py")) + sorted((SRC / "h5").glob("*.py"))
+TEMPLATES = sorted(SRC.glob("*/templates/**/*.html"))
+PAGE_MODULES = sorted(SRC.rglob("*.py"))
 # Services whose refusals operators and consumers read on screen.
 SERVICE_MODULES = [SRC / "core" / name for name in ("accounts.py", "signin.py", "jobs.py", "consumers.py", "web.py")]
 ERROR_CLASSES = ("BadRequest", "ValidationFailed", "Unauthenticated", "PermissionDenied", "NotFound", "Conflict")
@@ -34,14 +36,13 @@ ERROR_CLASSES += ("RateLimited", "WrongOtp", "CsrfFailed")
 def _template_strings() -> set[str]:
     env = jinja2.Environment(extensions=["jinja2.ext.i18n"], autoescape=True)
     found: set[str] = set()
-    for root in TEMPLATE_ROOTS:
-        for path in sorted(root.rglob("*.html")):
-            for _line, function, message in env.extract_translations(path.read_text(encoding="utf-8")):
-                if function != "_":
-                    continue
-                first = message[0] if isinstance(message, tuple) else message
-                if isinstance(first, str):
-                    found.add(first)
+    for path in TEMPLATES:
+        for _line, function, message in env.extract_translations(path.read_text(encoding="utf-8")):
+            if function != "_":
+                continue
+            first = message[0] if isinstance(message, tuple) else message
+            if isinstance(first, str):
+                found.add(first)
     return found
 
 
@@ -85,7 +86,7 @@ def all_source_strings() -> dict[str, set[str]]:
         "roles": set(rendering.ROLE_LABELS.values()),
         "scopes": {p.description for p in PERMISSIONS.values()},
         "job statuses": set(ops_pages.JOB_STATUS_LABELS.values()),
-        "audit actions": set(ops_pages.AUDIT_ACTION_LABELS.values()),
+        "audit actions": set(ops_pages.AUDIT_ACTION_LABELS.values()) | set(ops_pages.ACTOR_KIND_LABELS.values()),
         "token expiry": {label for _value, label in admin_pages.TOKEN_EXPIRY_CHOICES},
         "error templates": set(rendering.ERROR_TEMPLATES),
         "service errors": _service_messages() | _default_messages(),
@@ -99,6 +100,7 @@ def _fields(text: str) -> set[str]:
 
 
 def test_extraction_finds_the_strings() -> None:
+    assert SRC / "console" / "templates" / "console" / "users.html" in TEMPLATES
     strings = all_source_strings()
     assert "Sign in" in strings["templates"]
     assert "Revoke the token {name}? Integrations using it stop working at once." in strings["templates"]

@@ -50,6 +50,14 @@ AUDIT_ACTION_LABELS = {
     "tenant.activate": "Activated a tenant",
 }
 
+ACTOR_KIND_LABELS = {
+    "operator": "Console user",
+    "token": "API token",
+    "partner": "Channel partner",
+    "consumer": "Consumer",
+    "system": "System",
+}
+
 
 def _page_number(value: int) -> int:
     return max(1, min(value, 100_000))
@@ -104,6 +112,7 @@ async def audit_page(
                 "until": until_day.isoformat() if until_day else "",
             },
             "action_labels": AUDIT_ACTION_LABELS,
+            "actor_kinds": ACTOR_KIND_LABELS,
             "action_prefixes": sorted({name.split(".")[0] for name in AUDIT_ACTION_LABELS}),
         },
     )

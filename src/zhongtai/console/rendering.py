@@ -22,7 +22,11 @@ from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
 from zhongtai.i18n import LOCALE_COOKIE, catalog, pick_locale, translate
 
-TEMPLATE_DIRS = [Path(__file__).parent / "templates", Path(__file__).parent.parent / "h5" / "templates"]
+TEMPLATE_DIRS = [
+    Path(__file__).parent / "templates",
+    Path(__file__).parent.parent / "h5" / "templates",
+    Path(__file__).parent.parent / "catalog" / "templates",
+]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)
 
 FLASH_COOKIE = "zt_flash"
@@ -48,6 +52,8 @@ NAV: list[NavItem] = [
     NavItem("/console/audit", "Audit log", "list", perms.AUDIT_READ),
     NavItem("/console/jobs", "Jobs", "cog", perms.JOBS_READ),
     NavItem("/console/platform/tenants", "Tenants", "building", perms.PLATFORM_TENANTS, platform_only=True),
+    NavItem("/console/catalog/products", "Products", "box", "catalog.read"),
+    NavItem("/console/catalog/import", "Import products", "upload", "catalog.write"),
 ]
 
 ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}

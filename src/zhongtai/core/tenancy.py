@@ -54,6 +54,11 @@ def scope_all_tenants(session: Session | Any) -> None:
     target.info[_SCOPE_KEY] = ALL_TENANTS
 
 
+def clear_scope(session: Session | Any) -> None:
+    target = getattr(session, "sync_session", session)
+    target.info.pop(_SCOPE_KEY, None)
+
+
 def current_scope(session: Session | Any) -> uuid.UUID | str | None:
     target = getattr(session, "sync_session", session)
     scope: uuid.UUID | str | None = target.info.get(_SCOPE_KEY)

@@ -88,6 +88,9 @@ async def _resolve_principal(request: Request, session: AsyncSession) -> Princip
     if principal is not None:
         tenancy.scope_to_tenant(session, principal.tenant_id)
         request.state.principal = principal
+    else:
+        # Finding the caller widened the session to all tenants; nobody found must not keep that.
+        tenancy.clear_scope(session)
     return principal
 
 

@@ -102,6 +102,9 @@ JSON_BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/users/{user_id}": {"display_name": "hijacked", "role": "viewer", "is_active": "false"},
+    "/console/catalog/products/{product_id}": {"gtin": "6901234567892", "name": "hijacked"},
+    "/console/catalog/products/{product_id}/lots": {"lot_number": "HIJACK1"},
+    "/console/catalog/lots/{lot_id}": {"lot_number": "V1", "factory": "hijacked"},
 }
 
 PARAM_RE = re.compile(r"{([^}:]+)(?::[^}]+)?}")

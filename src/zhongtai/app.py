@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhongtai import __version__
 from zhongtai.catalog import api as catalog_api
+from zhongtai.catalog import console as catalog_console
 from zhongtai.core import api as core_api
 from zhongtai.core import health
 from zhongtai.core.errors import AppError, CrossTenantAccess, HttpError, ValidationFailed
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from zhongtai.h5.pages import router as h5_router
 
     app.include_router(console_router)
+    app.include_router(catalog_console.router)
     app.include_router(h5_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

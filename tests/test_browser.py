@@ -131,7 +131,7 @@ def test_operator_and_consumer_journeys(demo_server: tuple[str, dict[str, Any]])
             page.on("pageerror", lambda exc: errors.append(str(exc)))
 
             def shot(name: str) -> None:
-                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True, animations="disabled")
 
             # Sign in (Chinese by default, from the browser's language).
             page.goto(f"{base_url}/console")
@@ -166,6 +166,12 @@ def test_operator_and_consumer_journeys(demo_server: tuple[str, dict[str, Any]])
             expect(page.locator(".flash.ok")).to_have_text(f"已创建用户 {new_email}。")
             expect(page.locator("tbody")).to_contain_text("门店导购 小王")
             shot("04-users")
+            page.fill("input[name=q]", new_email.split("@", maxsplit=1)[0])  # htmx filters as one types
+            expect(page.locator("#results tbody tr")).to_have_count(1)
+            expect(page).to_have_url(re.compile(r"/console/users\?q=guide-"))
+            page.set_viewport_size({"width": 390, "height": 800})
+            shot("04b-users-phone")
+            page.set_viewport_size({"width": 1366, "height": 860})
 
             # The other pages render (screenshots for review).
             page.click("a.nav-item[href='/console/tokens']")

@@ -32,6 +32,16 @@ class WrongOtp(Unauthenticated):
     keeps_writes = True  # the counted attempt must survive the failure
 
 
+class OtpMissing(BadRequest):
+    code = "otp_missing"
+    default_message = "No valid code for this number; request a new one."
+
+
+class OtpExhausted(BadRequest):
+    code = "otp_exhausted"
+    default_message = "Too many wrong codes; request a new one."
+
+
 OTP_MAX_ATTEMPTS = 5
 CONSUMER_TOKEN_PREFIX = "ztc"
 CONSUMER_SESSION_DAYS = 30
@@ -127,7 +137,7 @@ async def do_verify_otp(
         .limit(1)
     )
     if challenge is None:
-        raise BadRequest("No valid code for this number; request a new one.", code="otp_missing")
+        raise OtpMissing()
     # Count the attempt with a conditional update so that parallel guesses cannot exceed the cap.
     counted = await session.execute(
         update(OtpChallenge)
@@ -136,16 +146,18 @@ async def do_verify_otp(
         .execution_options(synchronize_session=False)
     )
     if counted.rowcount != 1:  # type: ignore[attr-defined]
-        raise BadRequest("Too many wrong codes; request a new one.", code="otp_exhausted")
+        raise OtpExhausted()
     expected = crypto.sign(code.strip(), purpose=f"otp:{challenge.id}")
     if not constant_time_equals(expected, challenge.code_hash):
         raise WrongOtp(attempts_left=OTP_MAX_ATTEMPTS - challenge.attempts - 1)
-    await session.execute(
+    consumed = await session.execute(
         update(OtpChallenge)
-        .where(OtpChallenge.id == challenge.id)
+        .where(OtpChallenge.id == challenge.id, OtpChallenge.consumed_at.is_(None))
         .values(consumed_at=now)
         .execution_options(synchronize_session=False)
     )
+    if consumed.rowcount != 1:  # type: ignore[attr-defined]
+        raise OtpMissing()  # a parallel request used this code first
     consumer = await session.scalar(select(Consumer).where(Consumer.phone_hash == phone_hash))
     is_new = consumer is None
     if consumer is None:

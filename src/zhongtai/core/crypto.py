@@ -46,7 +46,12 @@ class PiiCipher:
         key = self._keys.get(int(head[1:]))
         if key is None:
             raise DecryptionFailed(f"key version {head[1:]} is not configured")
-        raw = base64.urlsafe_b64decode(body)
+        try:
+            raw = base64.urlsafe_b64decode(body)
+        except ValueError as exc:
+            raise DecryptionFailed("ciphertext is not valid base64") from exc
+        if len(raw) < NONCE_BYTES + 16:  # nonce and tag
+            raise DecryptionFailed("ciphertext is too short")
         try:
             return key.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], purpose.encode()).decode()
         except InvalidTag as exc:

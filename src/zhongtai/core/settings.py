@@ -139,9 +139,20 @@ def _load_or_create_dev_secrets(data_dir: Path) -> dict[str, str]:
         "pii_keys": "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "lookup_key": secrets.token_urlsafe(48),
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(created, handle)
+    # Several processes may start at once on a fresh clone (granian workers, `zhongtai worker`): write a
+    # private temporary file, then link it into place, so that the file appears complete or not at all and
+    # exactly one set of secrets wins.
+    temporary = data_dir / f".secrets.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(created, handle)
+        os.link(temporary, path)
+    except FileExistsError:
+        winner: dict[str, str] = json.loads(path.read_text())
+        return winner
+    finally:
+        temporary.unlink(missing_ok=True)
     return created
 
 

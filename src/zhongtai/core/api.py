@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import AwareDatetime
 
 from zhongtai.core import accounts, audit, consumers, jobs, tenancy
 from zhongtai.core.models import Consumer
@@ -59,6 +59,12 @@ from zhongtai.core.web import (
 router = APIRouter(prefix="/api/v1")
 
 
+# Query text goes into SQL parameters; PostgreSQL cannot take NUL in text.
+NO_NUL = r"^[^\x00]*$"
+
+# Job ids are 64-bit; a larger number is a 404 question the database cannot even be asked.
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
 UsersReader = Annotated[Principal, Depends(require(USERS_READ))]
 UsersWriter = Annotated[Principal, Depends(require(USERS_WRITE))]
 TokensReader = Annotated[Principal, Depends(require(TOKENS_READ))]
@@ -99,8 +105,8 @@ async def list_users(
     session: DbSession,
     _: UsersReader,
     page: PageDep,
-    q: Annotated[str | None, Query(max_length=100, description="part of email or name")] = None,
-    role: str | None = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=NO_NUL, description="part of email or name")] = None,
+    role: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Paged[UserOut]:
     rows, total = await accounts.list_users(session, query=q, role=role, limit=page.per_page, offset=page.offset)
     return Paged(items=[UserOut.model_validate(r) for r in rows], total=total, page=page.page, per_page=page.per_page)
@@ -181,11 +187,11 @@ async def list_audit_events(
     session: DbSession,
     _: AuditReader,
     page: PageDep,
-    action: Annotated[str | None, Query(max_length=60)] = None,
-    actor: Annotated[str | None, Query(max_length=254)] = None,
-    target_id: Annotated[str | None, Query(max_length=80)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    action: Annotated[str | None, Query(max_length=60, pattern=NO_NUL)] = None,
+    actor: Annotated[str | None, Query(max_length=254, pattern=NO_NUL)] = None,
+    target_id: Annotated[str | None, Query(max_length=80, pattern=NO_NUL)] = None,
+    since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with a time zone")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="ISO 8601 with a time zone")] = None,
 ) -> Paged[AuditEventOut]:
     flt = audit.AuditFilter(action=action, actor=actor, target_id=target_id, since=since, until=until)
     rows, total = await audit.list_events(session, flt, limit=page.per_page, offset=page.offset)
@@ -205,22 +211,22 @@ async def list_jobs(
     session: DbSession,
     _: JobsReader,
     page: PageDep,
-    status: str | None = None,
-    topic: Annotated[str | None, Query(max_length=80)] = None,
+    status: Annotated[str | None, Query(max_length=12)] = None,
+    topic: Annotated[str | None, Query(max_length=80, pattern=NO_NUL)] = None,
 ) -> Paged[JobOut]:
     rows, total = await jobs.list_jobs(session, status=status, topic=topic, limit=page.per_page, offset=page.offset)
     return Paged(items=[JobOut.model_validate(r) for r in rows], total=total, page=page.page, per_page=page.per_page)
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut, tags=["jobs"])
-async def retry_job(job_id: int, session: DbSession, actor: JobsWriter, origin: Origin) -> JobOut:
+async def retry_job(job_id: JobId, session: DbSession, actor: JobsWriter, origin: Origin) -> JobOut:
     job = await jobs.do_retry(session, job_id)
     await audit.record(session, actor, "job.retry", target_type="job", target_id=str(job_id), origin=origin)
     return JobOut.model_validate(job)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["jobs"])
-async def cancel_job(job_id: int, session: DbSession, actor: JobsWriter, origin: Origin) -> JobOut:
+async def cancel_job(job_id: JobId, session: DbSession, actor: JobsWriter, origin: Origin) -> JobOut:
     job = await jobs.do_cancel(session, job_id)
     await audit.record(session, actor, "job.cancel", target_type="job", target_id=str(job_id), origin=origin)
     return JobOut.model_validate(job)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -22,6 +22,30 @@ class ErrorOut(BaseModel):
     error: str = Field(description="stable machine-readable code")
     detail: str = Field(description="what went wrong, for a person")
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+class RequestBody(BaseModel):
+    """Base of request bodies: unknown fields are refused, and so is NUL in any text, which PostgreSQL
+    cannot store (SQLite would, so refusing it here keeps both tiers alike)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        if _has_nul(data):
+            raise ValueError("text must not contain the NUL character (\\u0000)")
+        return data
 
 
 class _FromRow(BaseModel):
@@ -49,16 +73,14 @@ class UserOut(_FromRow):
     last_login_at: datetime | None
 
 
-class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserCreate(RequestBody):
     email: str = Field(max_length=254)
     display_name: str = Field(min_length=1, max_length=80)
     role: str
     password: str = Field(max_length=200)
 
 
-class UserUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserUpdate(RequestBody):
     display_name: str | None = Field(default=None, max_length=80)
     role: str | None = None
     is_active: bool | None = None
@@ -77,8 +99,7 @@ class TokenOut(_FromRow):
     last_used_ip: str | None
 
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TokenCreate(RequestBody):
     name: str = Field(min_length=1, max_length=80)
     scopes: list[str]
     expires_in_days: int | None = None
@@ -134,8 +155,7 @@ class TenantWithUsers(TenantOut):
     users: int
 
 
-class TenantCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TenantCreate(RequestBody):
     slug: str = Field(max_length=40)
     name: str = Field(max_length=120)
     owner_email: str = Field(max_length=254)
@@ -148,8 +168,7 @@ class TenantCreated(BaseModel):
     owner: UserOut
 
 
-class OtpRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OtpRequest(RequestBody):
     phone: str = Field(max_length=32, examples=["13812345678"])
 
 
@@ -159,8 +178,7 @@ class OtpSentOut(BaseModel):
     phone_masked: str
 
 
-class OtpVerify(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OtpVerify(RequestBody):
     phone: str = Field(max_length=32)
     code: str = Field(min_length=4, max_length=8)
 

@@ -86,7 +86,7 @@ async def _exercise_real_clock(limiter: RateLimiter, key: str) -> None:
     assert (await limiter.hit(key, limit=limit, period=period)).allowed
     refused = await limiter.hit(key, limit=limit, period=period)
     assert not refused.allowed
-    assert 0.2 < refused.retry_after <= interval + 0.01
+    assert 0 < refused.retry_after <= interval + 0.01
 
 
 async def test_runtime_limiter_semantics_on_each_tier(runtime: Runtime) -> None:
@@ -94,11 +94,13 @@ async def test_runtime_limiter_semantics_on_each_tier(runtime: Runtime) -> None:
     assert isinstance(runtime.limiter, expected)
     await _exercise_real_clock(runtime.limiter, "semantics")
     # `limit=1` admits the first request whatever the clock reads (float drift once refused it).
+    started = time.monotonic()
     firsts = [await runtime.limiter.hit(f"single:{i}", limit=1, period=60.0) for i in range(300)]
     assert all(d.allowed for d in firsts)
     seconds = [await runtime.limiter.hit(f"single:{i}", limit=1, period=60.0) for i in range(300)]
+    elapsed = time.monotonic() - started
     assert not any(d.allowed for d in seconds)
-    assert all(59.0 < d.retry_after <= 60.0 for d in seconds)
+    assert all(60.0 - elapsed - 0.01 <= d.retry_after <= 60.0 for d in seconds)
 
 
 async def test_concurrent_hits_never_exceed_the_limit(runtime: Runtime) -> None:

@@ -22,6 +22,9 @@ from tests.factories import Brand, bearer, console_login, make_brand, make_token
 from zhongtai.catalog import service as catalog
 from zhongtai.catalog.models import Lot, Product
 from zhongtai.catalog.rules import LotDraft, ProductDraft
+from zhongtai.codes import service as codes
+from zhongtai.codes.generation import generate_batch
+from zhongtai.codes.models import Code, CodeBatch
 from zhongtai.core import jobs
 from zhongtai.core.consumers import PHONE_PURPOSE
 from zhongtai.core.crypto import mask_phone
@@ -64,6 +67,8 @@ class Victim:
     consumer: Consumer
     product_id: uuid.UUID
     lot_id: uuid.UUID
+    batch_id: uuid.UUID | None = None
+    serial: str = ""
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -77,6 +82,8 @@ class Victim:
             str(self.consumer.id),
             str(self.product_id),
             str(self.lot_id),
+            str(self.batch_id),
+            self.serial,
         ]
 
 
@@ -90,6 +97,7 @@ PATH_VALUES: dict[str, Any] = {
     "verb": lambda v: "retry",
     "product_id": lambda v: v.product_id,
     "lot_id": lambda v: v.lot_id,
+    "batch_id": lambda v: v.batch_id,
 }
 
 # Bodies that would succeed if the resource were the caller's own, so that a refusal proves isolation
@@ -99,6 +107,7 @@ JSON_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/catalog/products/{product_id}"): {"name": "hijacked"},
     ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
     ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},
+    ("POST", "/api/v1/codes/batches/{batch_id}/void"): {"reason": "hijacked"},
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/users/{user_id}": {"display_name": "hijacked", "role": "viewer", "is_active": "false"},
@@ -133,7 +142,20 @@ async def _make_victim(runtime: Runtime) -> Victim:
         job = await session.scalar(select(OutboxJob))
         assert job is not None
         job.status = "dead"
-    return Victim(brand, other, token.id, token.prefix, job.id, consumer, product.id, lot.id)
+    victim = Victim(brand, other, token.id, token.prefix, job.id, consumer, product.id, lot.id)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        batch, _ = await codes.do_request_batch(
+            session,
+            runtime.crypto,
+            system_actor(brand.id),
+            codes.BatchRequest(product.id, "item", 3),
+            public_url="https://id.victim.example",
+        )
+    await generate_batch(runtime.db, brand.id, batch.id)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        victim.batch_id = batch.id
+        victim.serial = str(await session.scalar(select(Code.serial).limit(1)))
+    return victim
 
 
 def _routes(app: Any) -> list[tuple[str, str]]:
@@ -167,6 +189,11 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
         consumers = await session.scalar(select(func.count()).select_from(Consumer))
         products = [(p.gtin, p.name, p.status) for p in await session.scalars(select(Product).order_by(Product.gtin))]
         lots = [(x.lot_number, x.factory) for x in await session.scalars(select(Lot).order_by(Lot.lot_number))]
+        batches = [
+            (b.number, b.status, b.voided_count, b.export_count)
+            for b in await session.scalars(select(CodeBatch).order_by(CodeBatch.number))
+        ]
+        code_states = sorted((await session.execute(select(Code.serial, Code.state))).all())
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
         return {
@@ -176,6 +203,8 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             "consumers": consumers,
             "products": products,
             "lots": lots,
+            "batches": batches,
+            "codes": code_states,
             "active": tenant.is_active,
         }
 

@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from zhongtai import __version__
 from zhongtai.catalog import api as catalog_api
 from zhongtai.catalog import console as catalog_console
+from zhongtai.codes import api as codes_api
+from zhongtai.codes import generation as _codes_jobs  # noqa: F401 - registers the generation job
 from zhongtai.core import api as core_api
 from zhongtai.core import health
 from zhongtai.core.errors import AppError, CrossTenantAccess, HttpError, ValidationFailed
@@ -117,6 +119,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(health.router)
     app.include_router(core_api.router)
     app.include_router(catalog_api.router)
+    app.include_router(codes_api.router)
 
     from zhongtai.console.pages import router as console_router
     from zhongtai.h5.pages import router as h5_router

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import importlib
 
-DOMAIN_MODULES: tuple[str, ...] = ("zhongtai.core.api", "zhongtai.catalog.api")
+DOMAIN_MODULES: tuple[str, ...] = (
+    "zhongtai.core.api",
+    "zhongtai.catalog.api",
+    "zhongtai.codes.api",
+    "zhongtai.codes.generation",
+)
 
 
 def load_all() -> None:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, event, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -34,6 +34,9 @@ from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import BadRequest, CrossTenantAccess, NotFound
 from zhongtai.core.metrics import JOBS_PENDING, JOBS_PROCESSED
 from zhongtai.core.models import OutboxJob
+
+if TYPE_CHECKING:
+    from zhongtai.core.db import Database
 
 log = logging.getLogger("zhongtai.jobs")
 
@@ -50,6 +53,9 @@ class JobContext:
     topic: str
     payload: dict[str, Any]
     attempt: int
+    # For handlers that work in several transactions of their own (e.g. generating millions of codes
+    # in committed chunks); everything else uses `session`.
+    database: Database | None = None
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
@@ -132,7 +138,7 @@ def backoff_seconds(attempt: int) -> float:
 
 
 class Worker:
-    def __init__(self, database: Any, *, name: str | None = None, batch_size: int = 20) -> None:
+    def __init__(self, database: Database, *, name: str | None = None, batch_size: int = 20) -> None:
         self.database = database
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.batch_size = batch_size
@@ -184,7 +190,11 @@ class Worker:
             if handler is None:
                 raise LookupError(f"no handler registered for topic {job.topic!r}")
             async with self.database.unit_of_work(tenant_id=job.tenant_id) as session:
-                await handler(JobContext(session, job.id, job.tenant_id, job.topic, dict(job.payload), job.attempts))
+                await handler(
+                    JobContext(
+                        session, job.id, job.tenant_id, job.topic, dict(job.payload), job.attempts, self.database
+                    )
+                )
                 tenancy.scope_all_tenants(session)
                 marked = await session.execute(
                     update(OutboxJob)
@@ -192,7 +202,7 @@ class Worker:
                     .values(status="done", finished_at=utcnow(), locked_until=None, last_error=None)
                     .execution_options(synchronize_session=False)
                 )
-                if marked.rowcount != 1:
+                if marked.rowcount != 1:  # type: ignore[attr-defined]
                     raise LeaseLost(job.id)
             JOBS_PROCESSED.labels(job.topic, "done").inc()
         except LeaseLost:

@@ -1,0 +1,108 @@
+"""Request and response models of the codes API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zhongtai.codes.models import LEVEL_NAMES, STATE_NAMES, CodeBatch
+
+
+class CodeSettingsOut(BaseModel):
+    gs1_company_prefix: str | None
+    sscc_extension_digit: int
+    resolver_base: str
+    pin_key_version: int | None = None
+
+
+class CodeSettingsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gs1_company_prefix: str | None = Field(default=None, max_length=12, examples=["6901234"])
+    sscc_extension_digit: int | None = None
+    resolver_base: str | None = Field(default=None, max_length=200, examples=["https://id.brand.example"])
+
+
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product_id: uuid.UUID
+    level: Literal["item", "case", "pallet"] = "item"
+    quantity: int = Field(ge=1, le=10_000_000)
+    note: str = Field(default="", max_length=200)
+
+
+class BatchOut(BaseModel):
+    id: uuid.UUID
+    number: str
+    product_id: uuid.UUID
+    level: str
+    quantity: int
+    scheme: str
+    status: str
+    generated_count: int
+    voided_count: int
+    export_count: int
+    pin_key_version: int | None
+    resolver_base: str
+    note: str
+    created_by: str
+    created_at: datetime
+    generated_at: datetime | None
+    state_counts: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, batch: CodeBatch, state_counts: dict[str, int] | None = None) -> BatchOut:
+        return cls(
+            id=batch.id,
+            number=batch.number,
+            product_id=batch.product_id,
+            level=LEVEL_NAMES[batch.level],
+            quantity=batch.quantity,
+            scheme=batch.scheme,
+            status=batch.status,
+            generated_count=batch.generated_count,
+            voided_count=batch.voided_count,
+            export_count=batch.export_count,
+            pin_key_version=batch.pin_key_version,
+            resolver_base=batch.resolver_base,
+            note=batch.note,
+            created_by=batch.created_by,
+            created_at=batch.created_at,
+            generated_at=batch.generated_at,
+            state_counts=state_counts,
+        )
+
+
+class VoidRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=200)
+    from_index: int | None = Field(default=None, ge=1)
+    to_index: int | None = Field(default=None, ge=1)
+
+
+class VoidOut(BaseModel):
+    voided: int
+    batch: BatchOut
+
+
+class CodeOut(BaseModel):
+    serial: str
+    uri: str
+    level: str
+    state: str
+    product_id: uuid.UUID
+    gtin: str
+    product_name: str
+    batch_id: uuid.UUID
+    batch_number: str
+    index_in_batch: int
+    lot_number: str | None
+    parent_serial: str | None
+    children: int
+    changed_at: datetime | None
+
+
+def state_name(state: int) -> str:
+    return STATE_NAMES[state]

@@ -113,7 +113,8 @@ def _scope_orm_execute(state: ORMExecuteState) -> None:
 @event.listens_for(Session, "before_flush")
 def _check_tenant_on_flush(session: Session, _context: Any, _instances: Any) -> None:
     scope = session.info.get(_SCOPE_KEY)
-    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+    new = set(session.new)  # session.new builds a fresh set on every access
+    for obj in [*new, *session.dirty, *session.deleted]:
         if not isinstance(obj, TenantOwned):
             continue
         if scope is None:
@@ -122,7 +123,7 @@ def _check_tenant_on_flush(session: Session, _context: Any, _instances: Any) -> 
             if obj.tenant_id is None:
                 raise UnscopedTenantQuery(f"{type(obj).__name__} needs a tenant_id")
             continue
-        if obj in session.new and obj.tenant_id is None:
+        if obj in new and obj.tenant_id is None:
             obj.tenant_id = scope
         elif obj.tenant_id != scope:
             raise CrossTenantAccess(f"{type(obj).__name__} of another tenant in a tenant-scoped session")

@@ -56,6 +56,14 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
+def postgres_answers() -> bool:
+    """PostgreSQL accepts connections at the admin DSN."""
+    from urllib.parse import urlsplit
+
+    pg = urlsplit(PG_ADMIN_DSN)
+    return _answers(pg.hostname or "127.0.0.1", pg.port or 5432)
+
+
 def services_answer() -> bool:
     """PostgreSQL and Redis both accept connections (the production tier can run)."""
     from urllib.parse import urlsplit
@@ -91,27 +99,30 @@ async def _pg_admin(statement: str) -> None:
 
 
 @contextmanager
-def postgres_tier() -> Iterator[Tier]:
-    """A temporary PostgreSQL database and a unique Redis key prefix; both removed afterwards."""
+def postgres_database() -> Iterator[str]:
+    """A temporary, empty PostgreSQL database; yields its SQLAlchemy (asyncpg) URL, drops it afterwards."""
     database = f"zt_bench_{uuid.uuid4().hex[:12]}"
-    prefix = f"zt-bench-{uuid.uuid4().hex[:12]}:"
-    data_dir = Path(tempfile.mkdtemp(prefix="zt-bench-postgres-"))
     admin = PG_ADMIN_DSN.rsplit("/", 1)[0]
-    env = _base_env(data_dir)
-    env.update(
-        ZT_DATABASE_URL=f"{admin.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{database}",
-        ZT_REDIS_URL=REDIS_URL,
-        ZT_REDIS_PREFIX=prefix,
-    )
     asyncio.run(_pg_admin(f'CREATE DATABASE "{database}"'))
     try:
-        yield Tier("postgres", env, data_dir)
+        yield f"{admin.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{database}"
     finally:
-        try:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        finally:
-            _delete_redis_prefix(prefix)
-            shutil.rmtree(data_dir, ignore_errors=True)
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+@contextmanager
+def postgres_tier() -> Iterator[Tier]:
+    """A temporary PostgreSQL database and a unique Redis key prefix; both removed afterwards."""
+    prefix = f"zt-bench-{uuid.uuid4().hex[:12]}:"
+    data_dir = Path(tempfile.mkdtemp(prefix="zt-bench-postgres-"))
+    env = _base_env(data_dir)
+    try:
+        with postgres_database() as database_url:
+            env.update(ZT_DATABASE_URL=database_url, ZT_REDIS_URL=REDIS_URL, ZT_REDIS_PREFIX=prefix)
+            yield Tier("postgres", env, data_dir)
+    finally:
+        _delete_redis_prefix(prefix)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _delete_redis_prefix(prefix: str) -> None:

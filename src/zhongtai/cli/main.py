@@ -197,6 +197,9 @@ def bench(
     name: Annotated[str, typer.Argument(help="benchmark name; 'list' shows them")],
     seconds: Annotated[float, typer.Option(help="load duration of each measured phase")] = 5.0,
     connections: Annotated[int, typer.Option(help="concurrent client connections")] = 32,
+    codes: Annotated[
+        int | None, typer.Option(help="`bench codes`: codes per tier (default ZT_BENCH_CODES or 10,000,000)")
+    ] = None,
 ) -> None:
     """Run a benchmark; print its figures as one JSON object and save them in bench/results/NAME.json."""
     from zhongtai.bench import registry
@@ -207,7 +210,12 @@ def bench(
         return
     if name not in registry.BENCHMARKS:
         raise _fail(f"unknown benchmark {name!r}; known: {', '.join(sorted(registry.BENCHMARKS))}")
-    figures = registry.run(name, seconds=seconds, connections=connections)
+    options: dict[str, Any] = {"seconds": seconds, "connections": connections}
+    if codes is not None:
+        if name != "codes":
+            raise _fail("--codes applies to `bench codes` only")
+        options["codes"] = codes
+    figures = registry.run(name, **options)
     sys.stdout.write(json.dumps(figures, ensure_ascii=False) + "\n")
 
 

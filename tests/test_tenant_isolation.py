@@ -102,12 +102,18 @@ PATH_VALUES: dict[str, Any] = {
 
 # Bodies that would succeed if the resource were the caller's own, so that a refusal proves isolation
 # rather than a validation error.
-JSON_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+JSON_BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/users/{user_id}"): {"role": "viewer", "is_active": False},
     ("PATCH", "/api/v1/catalog/products/{product_id}"): {"name": "hijacked"},
     ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
     ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},
     ("POST", "/api/v1/codes/batches/{batch_id}/void"): {"reason": "hijacked"},
+    # Steps aimed at the victim's printed codes (the attacker holds a bottle of the victim's brand).
+    ("POST", "/api/v1/codes/commission"): lambda v: {"codes": [v.serial]},
+    ("POST", "/api/v1/codes/decommission"): lambda v: {"codes": [v.serial], "reason": "hijack"},
+    ("POST", "/api/v1/codes/pack"): lambda v: {"parent": v.serial, "children": [v.serial]},
+    ("POST", "/api/v1/codes/unpack"): lambda v: {"parent": v.serial},
+    ("POST", "/api/v1/codes/repack"): lambda v: {"parent": v.serial, "children": [v.serial]},
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/users/{user_id}": {"display_name": "hijacked", "role": "viewer", "is_active": "false"},
@@ -226,6 +232,7 @@ async def test_every_route_refuses_another_tenant(client: httpx.AsyncClient, run
                 continue
             url = _fill(path, victim)
             has_params = "{" in path
+            body: Any = None
             if path.startswith("/console"):
                 form = dict(FORM_BODIES.get(path, {}), csrf_token=csrf)
                 response = await console.request(
@@ -236,7 +243,8 @@ async def test_every_route_refuses_another_tenant(client: httpx.AsyncClient, run
                     follow_redirects=False,
                 )
             else:
-                body = JSON_BODIES.get((method, path))
+                template = JSON_BODIES.get((method, path))
+                body = template(victim) if callable(template) else template
                 response = await client.request(method, url, json=body, headers=bearer(attacker_token))
             checked += 1
             where = f"{method} {path} -> {response.status_code}"
@@ -245,8 +253,8 @@ async def test_every_route_refuses_another_tenant(client: httpx.AsyncClient, run
             else:
                 assert response.status_code < 500, where
             for secret in victim.secrets():
-                if secret in url:
-                    continue  # the page may echo the address it was asked for
+                if secret in url or secret in str(body):
+                    continue  # the page may echo what it was asked
                 assert secret not in response.text, f"{where} leaked {secret!r}"
         assert checked >= 15, "the walker must have reached the API and console routes"
 

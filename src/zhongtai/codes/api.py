@@ -9,16 +9,30 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from zhongtai.catalog.models import Product
-from zhongtai.codes import export, service
+from zhongtai.codes import custody, export, service
 from zhongtai.codes.errors import BatchNotReady, BatchVoided
 from zhongtai.codes.models import BATCH_EXPORTED, BATCH_GENERATED, BATCH_VOIDED, LEVEL_NAMES, STATE_NAMES
-from zhongtai.codes.permissions import CODES_EXPORT, CODES_EXPORT_PINS, CODES_READ, CODES_SETTINGS, CODES_WRITE
+from zhongtai.codes.permissions import (
+    CODES_CUSTODY,
+    CODES_EXPORT,
+    CODES_EXPORT_PINS,
+    CODES_READ,
+    CODES_SETTINGS,
+    CODES_WRITE,
+)
 from zhongtai.codes.schemas import (
     BatchCreate,
     BatchOut,
+    CodeEventOut,
     CodeOut,
     CodeSettingsOut,
     CodeSettingsUpdate,
+    CommissionRequest,
+    DecommissionRequest,
+    PackOut,
+    PackRequest,
+    StepFields,
+    StepOut,
     VoidOut,
     VoidRequest,
 )
@@ -212,4 +226,105 @@ async def lookup(
         parent_serial=view.parent_serial,
         children=view.children,
         changed_at=view.code.changed_at,
+    )
+
+
+# Commissioning and packing (production lines: integration tokens with `codes.custody`).
+
+CodesCustodian = Annotated[Principal, Depends(require(CODES_CUSTODY))]
+IdempotencyKey = Annotated[str | None, Header(max_length=80, description="retry-safe key")]
+
+
+def _context(actor: Principal, body: StepFields, key: str | None) -> custody.StepContext:
+    return custody.StepContext(actor, body.event_time, body.event_timezone, body.read_point, key)
+
+
+@router.post("/commission", response_model=StepOut)
+async def commission(
+    body: CommissionRequest, session: DbSession, actor: CodesCustodian, idempotency_key: IdempotencyKey = None
+) -> StepOut:
+    """Commission codes: a list, or positions of a batch; optionally with the item lot."""
+    done = await custody.do_commission(
+        session,
+        _context(actor, body, idempotency_key),
+        codes=body.codes,
+        batch_id=body.batch_id,
+        from_index=body.from_index,
+        to_index=body.to_index,
+        lot_id=body.lot_id,
+    )
+    return StepOut(event_id=done.event.id, count=done.count, replayed=done.replayed)
+
+
+@router.post("/pack", response_model=PackOut)
+async def pack(
+    body: PackRequest, session: DbSession, actor: CodesCustodian, idempotency_key: IdempotencyKey = None
+) -> PackOut:
+    """Pack items into a case or cases onto a pallet."""
+    done = await custody.do_pack(
+        session, _context(actor, body, idempotency_key), parent_code=body.parent, children=body.children
+    )
+    return _packed(done)
+
+
+@router.post("/unpack", response_model=PackOut)
+async def unpack(
+    body: PackRequest, session: DbSession, actor: CodesCustodian, idempotency_key: IdempotencyKey = None
+) -> PackOut:
+    """Take the named codes (or everything, when none are named) out of a case or pallet."""
+    done = await custody.do_unpack(
+        session, _context(actor, body, idempotency_key), parent_code=body.parent, children=body.children
+    )
+    return _packed(done)
+
+
+@router.post("/repack", response_model=PackOut)
+async def repack(
+    body: PackRequest, session: DbSession, actor: CodesCustodian, idempotency_key: IdempotencyKey = None
+) -> PackOut:
+    """Move codes from the containers holding them into another one."""
+    done = await custody.do_repack(
+        session, _context(actor, body, idempotency_key), parent_code=body.parent, children=body.children
+    )
+    return _packed(done)
+
+
+def _packed(done: custody.Packed) -> PackOut:
+    return PackOut(
+        event_id=done.event.id if done.event else None,
+        count=done.added,
+        replayed=done.replayed,
+        parent=done.parent.serial,
+        contents=done.contents,
+        capacity=done.capacity,
+    )
+
+
+@router.post("/decommission", response_model=StepOut)
+async def decommission(
+    body: DecommissionRequest, session: DbSession, actor: CodesCustodian, idempotency_key: IdempotencyKey = None
+) -> StepOut:
+    done = await custody.do_decommission(
+        session, _context(actor, body, idempotency_key), codes=body.codes, reason=body.reason
+    )
+    return StepOut(event_id=done.event.id, count=done.count, replayed=done.replayed)
+
+
+@router.get("/tree")
+async def packing_tree(
+    session: DbSession, _: CodesReader, code: Annotated[str, Query(min_length=1, max_length=300)]
+) -> dict[str, object]:
+    """A code with the containers holding it and its contents (two levels)."""
+    view = await service.lookup(session, code)
+    return await custody.packing_tree(session, view.code)
+
+
+@router.get("/events", response_model=Paged[CodeEventOut])
+async def list_events(
+    session: DbSession, _: CodesReader, page: PageDep, kind: Annotated[str | None, Query(max_length=20)] = None
+) -> Paged[CodeEventOut]:
+    """Recorded custody steps, newest first (the trace module turns them into EPCIS events)."""
+    rows, total = await custody.list_events(session, kind=kind, limit=page.per_page, offset=page.offset)
+    return Paged(
+        items=[CodeEventOut.model_validate(r) for r in rows], total=total, page=page.page, per_page=page.per_page
     )

@@ -35,3 +35,13 @@ class BatchVoided(Conflict):
 
 class InvalidCodeSettings(ValidationFailed):
     code = "invalid_code_settings"
+
+
+class CodeStepRefused(Conflict):
+    """A commissioning or packing step refused; `data.refused` lists each code with its reason."""
+
+    code = "code_step_refused"
+
+
+class InvalidCodeStep(ValidationFailed):
+    code = "invalid_code_step"

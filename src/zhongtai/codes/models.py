@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, SmallInteger, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zhongtai.core.clock import utcnow
 from zhongtai.core.ids import new_id
-from zhongtai.core.models import Base
+from zhongtai.core.models import Base, JSONType
 from zhongtai.core.tenancy import TenantOwned
 
 # Packaging levels.
@@ -148,3 +149,39 @@ class Code(TenantOwned, Base):
     parent_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     lot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     changed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class CodeEvent(TenantOwned, Base):
+    """A custody step of codes as the business recorded it (commissioning, packing, unpacking,
+    decommissioning, voiding; later shipping, receiving, selling). Kept whole — what, which codes,
+    when, where, by whom, with which lot data — so that the trace module can turn each into an EPCIS
+    event without losing information."""
+
+    __tablename__ = "code_events"
+    __table_args__ = (
+        Index("ix_code_events_tenant_time", "tenant_id", "event_time"),
+        Index("ix_code_events_parent", "parent_code_id"),
+        Index("uq_code_events_idempotency", "tenant_id", "idempotency_key", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))  # commission, pack, unpack, decommission, void
+    action: Mapped[str] = mapped_column(String(8))  # EPCIS action: ADD, DELETE, OBSERVE
+    biz_step: Mapped[str] = mapped_column(String(40))  # CBV business step
+    disposition: Mapped[str | None] = mapped_column(String(40), default=None)
+    parent_code_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    code_first: Mapped[int | None] = mapped_column(BigInteger, default=None)  # a contiguous range …
+    code_last: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    code_ids: Mapped[list[int] | None] = mapped_column(JSONType, default=None)  # … or an explicit list
+    quantity: Mapped[int] = mapped_column(Integer)
+    product_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    lot_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    event_time: Mapped[datetime]
+    event_timezone: Mapped[str] = mapped_column(String(6), default="+08:00")
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    read_point: Mapped[str | None] = mapped_column(String(200), default=None)  # e.g. factory / line
+    reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    actor_kind: Mapped[str] = mapped_column(String(20))
+    actor_label: Mapped[str] = mapped_column(String(254))
+    idempotency_key: Mapped[str | None] = mapped_column(String(80), default=None)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

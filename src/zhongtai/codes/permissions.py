@@ -15,3 +15,6 @@ CODES_EXPORT_PINS = register_permission(
 CODES_SETTINGS = register_permission(
     "codes.settings", "Change the GS1 company prefix, resolver address and PIN keys", MANAGERS
 )
+CODES_CUSTODY = register_permission(
+    "codes.custody", "Commission, pack, unpack and decommission codes (production lines)", MANAGERS | {Role.OPERATOR}
+)

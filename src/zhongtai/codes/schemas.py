@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from zhongtai.codes.models import LEVEL_NAMES, STATE_NAMES, CodeBatch
 
@@ -106,3 +106,59 @@ class CodeOut(BaseModel):
 
 def state_name(state: int) -> str:
     return STATE_NAMES[state]
+
+
+class StepFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_time: AwareDatetime | None = Field(default=None, description="when it happened, with its offset; default now")
+    event_timezone: str = Field(default="+08:00", pattern=r"^[+-]\d{2}:\d{2}$")
+    read_point: str | None = Field(default=None, max_length=200, examples=["Factory 2 / line 3"])
+
+
+class CommissionRequest(StepFields):
+    codes: list[str] = Field(default_factory=list, max_length=100_000, description="URIs, serials or SSCCs")
+    batch_id: uuid.UUID | None = None
+    from_index: int | None = Field(default=None, ge=1)
+    to_index: int | None = Field(default=None, ge=1)
+    lot_id: uuid.UUID | None = None
+
+
+class PackRequest(StepFields):
+    parent: str = Field(min_length=1, max_length=300, description="the case or pallet code")
+    children: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+class DecommissionRequest(StepFields):
+    codes: list[str] = Field(min_length=1, max_length=100_000)
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class StepOut(BaseModel):
+    event_id: int | None
+    count: int
+    replayed: bool = False
+
+
+class PackOut(StepOut):
+    parent: str
+    contents: int
+    capacity: int
+
+
+class CodeEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    kind: str
+    action: str
+    biz_step: str
+    disposition: str | None
+    parent_code_id: int | None
+    quantity: int
+    product_id: uuid.UUID | None
+    lot_id: uuid.UUID | None
+    event_time: datetime
+    event_timezone: str
+    recorded_at: datetime
+    read_point: str | None
+    reason: str | None
+    actor_label: str

@@ -10,8 +10,10 @@ new ones.
 from __future__ import annotations
 
 import logging
+import struct
 import uuid
 from collections.abc import Callable
+from itertools import repeat
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,19 +47,71 @@ class ChunkRaced(Exception):
     """Another run committed this chunk first."""
 
 
-async def _insert_rows(session: AsyncSession, rows: list[tuple[int, uuid.UUID, str, int, int]]) -> None:
+# PostgreSQL's binary COPY format (see the COPY documentation): signature, flags, header extension.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+# One row: field count, then length-prefixed id (int8), tenant_id (uuid), serial, level, state (int2).
+_ID_OFFSET = 2 + 4
+_SERIAL_OFFSET = _ID_OFFSET + 8 + 4 + 16 + 4
+_ROW_SIZE = _SERIAL_OFFSET + rules.SERIAL_LENGTH + 4 + 2 + 4 + 2
+
+
+def _copy_payload(tenant_id: uuid.UUID, first_id: int, serials: list[str], level: int) -> bytes:
+    """The rows of a chunk of item serials in binary COPY format, built column by column in C.
+
+    Rows differ only in id and serial: a template row is repeated, then each byte position of the ids
+    and of the serials is written with one strided slice assignment (24 in all, instead of encoding
+    every row's five values one by one)."""
+    count = len(serials)
+    template = b"".join(
+        (
+            struct.pack(">hi", len(COLUMNS), 8),
+            bytes(8),
+            struct.pack(">i", 16),
+            tenant_id.bytes,
+            struct.pack(">i", rules.SERIAL_LENGTH),
+            bytes(rules.SERIAL_LENGTH),
+            struct.pack(">ihih", 2, level, 2, GENERATED),
+        )
+    )
+    rows = bytearray(template * count)
+    ids = struct.pack(f">{count}q", *range(first_id, first_id + count))
+    for k in range(8):
+        rows[_ID_OFFSET + k :: _ROW_SIZE] = ids[k::8]
+    text = "".join(serials).encode("ascii")
+    if len(text) != count * rules.SERIAL_LENGTH:
+        raise ValueError("binary COPY rows hold serials of exactly SERIAL_LENGTH ASCII characters")
+    for k in range(rules.SERIAL_LENGTH):
+        rows[_SERIAL_OFFSET + k :: _ROW_SIZE] = text[k :: rules.SERIAL_LENGTH]
+    return b"".join((_COPY_HEADER, rows, _COPY_TRAILER))
+
+
+async def _insert_rows(
+    session: AsyncSession, tenant_id: uuid.UUID, first_id: int, values: list[str], *, level: int, scheme: str
+) -> None:
+    """Insert codes first_id, first_id + 1, … with `values` as serials, through the driver's bulk path."""
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None, "a checked-out connection has a driver connection"
+    count = len(values)
     if connection.dialect.name == "postgresql":
-        await raw.copy_records_to_table(Code.__tablename__, records=rows, columns=list(COLUMNS))
+        if scheme == "serial":
+            payload = _copy_payload(tenant_id, first_id, values, level)
+            # A memoryview: asyncpg would take bytes for a file name.
+            await raw.copy_to_table(
+                Code.__tablename__, source=memoryview(payload), columns=list(COLUMNS), format="binary"
+            )
+        else:  # SSCCs (cases and pallets, far fewer): asyncpg encodes the records
+            records = zip(
+                range(first_id, first_id + count), repeat(tenant_id), values, repeat(level), repeat(GENERATED)
+            )
+            await raw.copy_records_to_table(Code.__tablename__, records=list(records), columns=list(COLUMNS))
         return
     # SQLite stores UUIDs as 32 hex characters (SQLAlchemy's Uuid type); same transaction, raw driver.
-    tenant_hex = rows[0][1].hex
     await raw.execute(f"PRAGMA cache_size=-{SQLITE_BULK_CACHE_KIB}")
     await raw.executemany(
         f"INSERT INTO {Code.__tablename__} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?)",  # noqa: S608
-        [(i, tenant_hex, s, lvl, st) for i, _, s, lvl, st in rows],
+        zip(range(first_id, first_id + count), repeat(tenant_id.hex), values, repeat(level), repeat(GENERATED)),
     )
 
 
@@ -87,9 +141,7 @@ async def _write_chunk(database: Database, tenant_id: uuid.UUID, batch_id: uuid.
             # Sorted within the chunk, the serials enter the unique index in order: far fewer page
             # splits and cache misses. The gap between neighbours stays ~2^80/chunk, unguessable.
             values = sorted(rules.new_serials(count))
-        await _insert_rows(
-            session, [(first_id + i, tenant_id, values[i], batch.level, GENERATED) for i in range(count)]
-        )
+        await _insert_rows(session, tenant_id, first_id, values, level=batch.level, scheme=batch.scheme)
         finished = done + count >= batch.quantity
         advanced = await session.execute(
             update(CodeBatch)

@@ -17,6 +17,7 @@ from zhongtai import __version__
 from zhongtai.catalog import api as catalog_api
 from zhongtai.catalog import console as catalog_console
 from zhongtai.codes import api as codes_api
+from zhongtai.codes import console as codes_console
 from zhongtai.codes import generation as _codes_jobs  # noqa: F401 - registers the generation job
 from zhongtai.core import api as core_api
 from zhongtai.core import health
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app.include_router(console_router)
     app.include_router(catalog_console.router)
+    app.include_router(codes_console.router)
     app.include_router(h5_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

@@ -48,6 +48,11 @@ AUDIT_ACTION_LABELS = {
     "tenant.create": "Created a tenant",
     "tenant.suspend": "Suspended a tenant",
     "tenant.activate": "Activated a tenant",
+    "codes.batch.request": "Requested a code batch",
+    "codes.batch.export": "Downloaded a print file",
+    "codes.void": "Voided codes",
+    "codes.settings.update": "Changed code settings",
+    "codes.pin_key.rotate": "Rotated the PIN key",
 }
 
 ACTOR_KIND_LABELS = {

@@ -26,6 +26,7 @@ TEMPLATE_DIRS = [
     Path(__file__).parent / "templates",
     Path(__file__).parent.parent / "h5" / "templates",
     Path(__file__).parent.parent / "catalog" / "templates",
+    Path(__file__).parent.parent / "codes" / "templates",
 ]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)
 
@@ -54,6 +55,9 @@ NAV: list[NavItem] = [
     NavItem("/console/platform/tenants", "Tenants", "building", perms.PLATFORM_TENANTS, platform_only=True),
     NavItem("/console/catalog/products", "Products", "box", "catalog.read"),
     NavItem("/console/catalog/import", "Import products", "upload", "catalog.write"),
+    NavItem("/console/codes/batches", "Code batches", "qr", "codes.read"),
+    NavItem("/console/codes/lookup", "Code lookup", "search", "codes.read"),
+    NavItem("/console/codes/settings", "Code settings", "cog", "codes.settings"),
 ]
 
 ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}
@@ -102,6 +106,10 @@ ERROR_TEMPLATES: tuple[str, ...] = (
     "Only pending or dead jobs can be cancelled; job {job_id} is {status}.",
     "Unknown status '{status}'; use one of {statuses}.",
     "The request is not valid — {summary}.",
+    "A batch holds 1 to {limit} codes.",
+    "The company prefix {prefix} has no room for {count} more SSCCs.",
+    "Positions run from 1 to {count}, first ≤ last.",
+    "Not a GS1 Digital Link: {reason}",
 )
 
 

@@ -120,6 +120,7 @@ FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/catalog/products/{product_id}": {"gtin": "6901234567892", "name": "hijacked"},
     "/console/catalog/products/{product_id}/lots": {"lot_number": "HIJACK1"},
     "/console/catalog/lots/{lot_id}": {"lot_number": "V1", "factory": "hijacked"},
+    "/console/codes/batches/{batch_id}/void": {"reason": "hijacked", "confirm": "1"},
 }
 
 PARAM_RE = re.compile(r"{([^}:]+)(?::[^}]+)?}")

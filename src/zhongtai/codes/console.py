@@ -19,6 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
 
 from zhongtai.catalog import service as catalog_service
 from zhongtai.catalog.models import PRODUCT_ACTIVE
@@ -409,14 +410,18 @@ async def label_sheet(
             .order_by(Code.id)
         )
     ).all()
-    labels = []
-    for code_id, serial in rows:
-        uri = (
-            rules.sscc_link(batch.resolver_base, serial)
-            if batch.scheme == "sscc"
-            else rules.item_link(batch.resolver_base, product.gtin, serial)
-        )
-        labels.append({"index": code_id - batch.first_code_id + 1, "serial": serial, "qr": _qr_svg(uri)})
+    uris = [
+        rules.sscc_link(batch.resolver_base, serial)
+        if batch.scheme == "sscc"
+        else rules.item_link(batch.resolver_base, product.gtin, serial)
+        for _code_id, serial in rows
+    ]
+    # ~4 ms per QR code (segno picks the best of eight masks): off the event loop.
+    svgs = await run_in_threadpool(lambda: [_qr_svg(uri) for uri in uris])
+    labels = [
+        {"index": code_id - batch.first_code_id + 1, "serial": serial, "qr": svg}
+        for (code_id, serial), svg in zip(rows, svgs, strict=True)
+    ]
     batch.export_count += 1
     batch.status = BATCH_EXPORTED
     await audit.record(

@@ -15,6 +15,7 @@ from zhongtai.core.permissions import PERMISSIONS, Role, permissions_for_role
 from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
+from zhongtai.domains import load_all
 
 
 def cli_principal(tenant: Tenant, *, role: Role | None = None) -> Principal:
@@ -80,6 +81,7 @@ async def create_user(
 
 
 async def create_token(settings: Settings, *, tenant_slug: str, name: str, scopes: list[str] | None) -> dict[str, Any]:
+    load_all()  # every module's permissions, for the default of all scopes
     runtime = Runtime(settings)
     try:
         async with runtime.db.unit_of_work(all_tenants=True) as session:

@@ -9,23 +9,132 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from zhongtai.catalog import service as catalog
+from zhongtai.catalog.models import Product
+from zhongtai.catalog.rules import LotDraft, ProductDraft
 from zhongtai.cli.admin import cli_principal
+from zhongtai.codes import custody
+from zhongtai.codes import service as codes
+from zhongtai.codes.generation import generate_batch
+from zhongtai.codes.models import Code, CodeBatch
+from zhongtai.codes.rules import pin_for
 from zhongtai.core import accounts, migrate, tenancy
+from zhongtai.core.clock import utcnow
 from zhongtai.core.models import ApiToken, Tenant, User
 from zhongtai.core.passwords import hash_password
-from zhongtai.core.permissions import PERMISSIONS
+from zhongtai.core.permissions import PERMISSIONS, Role
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
+from zhongtai.domains import load_all
 
 DEMO_SLUG = "demo-baijiu"
 DEMO_NAME = "示例酒业 Demo Baijiu"
 OWNER_EMAIL = "owner@demo-baijiu.example"
 PLATFORM_EMAIL = "admin@platform.example"
 TOKEN_NAME = "demo integration (all scopes)"
+DEMO_GTIN = "06901234567892"
+DEMO_COMPANY_PREFIX = "6901234"
+ITEM_NOTE, CASE_NOTE = "demo bottles", "demo cases"
+
+
+def all_scopes(tenant: Tenant) -> set[str]:
+    return {name for name in PERMISSIONS if name in cli_principal(tenant).permissions}
+
+
+def _write(path: Path, credentials: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(credentials, handle, ensure_ascii=False, indent=2)
+
+
+async def ensure_sample_codes(runtime: Runtime, tenant: Tenant) -> dict[str, Any]:
+    """A product with a lot, 100 commissioned bottles and 10 cases (the first case packed), so that
+    a newcomer has real codes to scan, look up and trace."""
+    actor = cli_principal(tenant, role=Role.OWNER)
+    async with runtime.db.unit_of_work(tenant_id=tenant.id) as session:
+        product = await session.scalar(select(Product).where(Product.gtin == DEMO_GTIN))
+        if product is None:
+            await codes.do_update_settings(
+                session,
+                actor,
+                gs1_company_prefix=DEMO_COMPANY_PREFIX,
+                sscc_extension_digit=0,
+                resolver_base=None,
+            )
+            product = await catalog.do_create_product(
+                session,
+                actor,
+                ProductDraft(
+                    gtin=DEMO_GTIN,
+                    name="示例酱香酒 53%vol 500ml",
+                    specification="500ml × 6",
+                    category="白酒",
+                    price=Decimal("1499.00"),
+                    items_per_case=6,
+                    cases_per_pallet=4,
+                ),
+            )
+            lot = await catalog.do_create_lot(
+                session,
+                actor,
+                product.id,
+                LotDraft(lot_number="L20261101", produced_on=date(2026, 11, 1), factory="仁怀一厂", line="3"),
+            )
+            items, _ = await codes.do_request_batch(
+                session,
+                runtime.crypto,
+                actor,
+                codes.BatchRequest(product.id, "item", 100, ITEM_NOTE),
+                public_url=runtime.settings.public_url,
+            )
+            cases, _ = await codes.do_request_batch(
+                session,
+                runtime.crypto,
+                actor,
+                codes.BatchRequest(product.id, "case", 10, CASE_NOTE),
+                public_url=runtime.settings.public_url,
+            )
+            batch_ids, lot_id = [items.id, cases.id], lot.id
+        else:
+            batch_ids, lot_id = [], None
+    for batch_id in batch_ids:
+        await generate_batch(runtime.db, tenant.id, batch_id)
+    async with runtime.db.unit_of_work(tenant_id=tenant.id) as session:
+        item_batch = await session.scalar(select(CodeBatch).where(CodeBatch.note == ITEM_NOTE))
+        case_batch = await session.scalar(select(CodeBatch).where(CodeBatch.note == CASE_NOTE))
+        assert item_batch is not None, "the demo bottles were requested above"
+        assert case_batch is not None, "the demo cases were requested above"
+        if batch_ids:
+            context = custody.StepContext(actor, read_point="仁怀一厂 / 3 号线")
+            await custody.do_commission(session, context, batch_id=item_batch.id, lot_id=lot_id)
+            await custody.do_commission(session, context, batch_id=case_batch.id)
+        first_items = list(
+            await session.scalars(
+                select(Code.serial).where(Code.id >= item_batch.first_code_id).order_by(Code.id).limit(7)
+            )
+        )
+        first_case = await session.scalar(select(Code.serial).where(Code.id == case_batch.first_code_id))
+        assert first_case is not None
+        if batch_ids:
+            await custody.do_pack(session, custody.StepContext(actor), parent_code=first_case, children=first_items[:6])
+        key = await codes.pin_key(session, runtime.crypto, int(item_batch.pin_key_version or 1))
+        view = await codes.lookup(session, first_items[6])
+    return {
+        "product_gtin": DEMO_GTIN,
+        "item_uri": view.uri,
+        "item_serial": first_items[6],
+        "item_pin": pin_for(key, first_items[6]),
+        "packed_case_sscc": first_case,
+        "item_batch_id": str(item_batch.id),
+    }
 
 
 def _password() -> str:
@@ -51,6 +160,7 @@ async def _ensure_user(session: Any, *, tenant: Tenant, email: str, role: str, n
 
 
 async def load_demo(settings: Settings) -> dict[str, Any]:
+    load_all()  # every module's permissions, so that the demo token really has every scope
     path = settings.data_dir / "demo-credentials.json"
     await migrate.upgrade_async(settings)
     existing: dict[str, Any] | None = json.loads(path.read_text()) if path.exists() else None
@@ -64,15 +174,25 @@ async def load_demo(settings: Settings) -> dict[str, Any]:
                 session.add(tenant)
                 await session.flush()
             owner_user = await session.scalar(select(User).where(User.email == OWNER_EMAIL))
-            token_ok = existing is not None and await session.scalar(
-                select(ApiToken.id).where(
+            demo_token = await session.scalar(
+                select(ApiToken).where(
                     ApiToken.tenant_id == tenant.id,
                     ApiToken.revoked_at.is_(None),
                     ApiToken.name == TOKEN_NAME,
                 )
             )
-            if existing is not None and owner_user is not None and token_ok:
-                return existing
+            # A token from an older version may lack the scopes of modules added since.
+            token_ok = demo_token is not None and set(demo_token.scopes) >= all_scopes(tenant)
+            reuse = existing is not None and owner_user is not None and token_ok
+        if reuse and existing is not None:
+            # Outside the unit of work above: on SQLite a second, nested writer would wait on the first.
+            existing["sample_codes"] = await ensure_sample_codes(runtime, tenant)
+            _write(path, existing)
+            return existing
+        async with runtime.db.unit_of_work(all_tenants=True) as session:
+            if demo_token is not None:
+                demo_token = await session.merge(demo_token)
+                demo_token.revoked_at = utcnow()
             credentials: dict[str, Any] = {
                 "base_url": settings.public_url,
                 "tenant": {"slug": tenant.slug, "id": str(tenant.id), "name": tenant.name},
@@ -97,12 +217,7 @@ async def load_demo(settings: Settings) -> dict[str, Any]:
             )
             tenancy.scope_to_tenant(session, tenant.id)
             actor = cli_principal(tenant)
-            issued = await accounts.do_create_token(
-                session,
-                actor,
-                name=TOKEN_NAME,
-                scopes=sorted(name for name in PERMISSIONS if name in actor.permissions),
-            )
+            issued = await accounts.do_create_token(session, actor, name=TOKEN_NAME, scopes=sorted(all_scopes(tenant)))
             credentials["api_token"] = {
                 "token": issued.secret,
                 "scopes": issued.token.scopes,
@@ -112,10 +227,8 @@ async def load_demo(settings: Settings) -> dict[str, Any]:
                 "url": f"{settings.public_url}/h5/{tenant.slug}/login",
                 "sms_inbox": f"{settings.public_url}/h5/{tenant.slug}/dev/sms",
             }
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(credentials, handle, ensure_ascii=False, indent=2)
+        credentials["sample_codes"] = await ensure_sample_codes(runtime, tenant)
+        _write(path, credentials)
         return credentials
     finally:
         await runtime.stop()

@@ -140,6 +140,9 @@ def demo() -> None:
     out.print(f"  operator  {credentials['operator']['email']}  /  {credentials['operator']['password']}")
     out.print(f"  platform  {credentials['platform_admin']['email']}  /  {credentials['platform_admin']['password']}")
     out.print(f"  API token {credentials['api_token']['token'][:14]}…  (all scopes)")
+    sample = credentials.get("sample_codes") or {}
+    if sample:
+        out.print(f"  a bottle  {sample['item_uri']}  PIN {sample['item_pin']}")
     out.print(f"  all credentials: {path}")
 
 

@@ -333,3 +333,37 @@ async def test_a_serial_collision_retries_the_chunk(runtime: Runtime, monkeypatc
     assert len(serials) == len(set(serials)) == 10
     assert second is not None
     assert second.generated_count == 6
+
+
+async def test_a_generation_that_gives_up_marks_the_batch_failed(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    brand = await make_brand(runtime)
+    token = await make_token(runtime, brand)
+    batch = await request_batch(client, token, await make_product(runtime, brand), 10)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(generation, "generate_batch", broken)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        job = await session.scalar(select(OutboxJob))
+        assert job is not None
+        job.attempts = job.max_attempts - 2
+    await run_jobs(runtime)  # one more failure: retried later, the batch still waits
+    detail = (await client.get(f"/api/v1/codes/batches/{batch['id']}", headers=bearer(token))).json()
+    assert detail["status"] == "requested"
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        job = await session.scalar(select(OutboxJob))
+        assert job is not None
+        job.available_at = job.created_at
+    await run_jobs(runtime)  # the last attempt
+    detail = (await client.get(f"/api/v1/codes/batches/{batch['id']}", headers=bearer(token))).json()
+    assert detail["status"] == "failed"
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        stored = await session.get(CodeBatch, uuid.UUID(batch["id"]))
+        job = await session.scalar(select(OutboxJob))
+    assert stored is not None
+    assert stored.last_error == "OSError: disk full"
+    assert job is not None
+    assert job.status == "dead"

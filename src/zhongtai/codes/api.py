@@ -36,7 +36,6 @@ from zhongtai.codes.schemas import (
     VoidOut,
     VoidRequest,
 )
-from zhongtai.core import audit
 from zhongtai.core.errors import BadRequest, PermissionDenied
 from zhongtai.core.principals import Principal
 from zhongtai.core.schemas import Paged
@@ -168,17 +167,7 @@ async def export_batch(
         key = await service.pin_key(session, runtime.crypto, batch.pin_key_version)
     product = await session.get(Product, batch.product_id)
     assert product is not None, "a batch's product is never deleted (foreign key RESTRICT)"
-    batch.export_count += 1
-    batch.status = BATCH_EXPORTED
-    await audit.record(
-        session,
-        actor,
-        "codes.batch.export",
-        target_type="code_batch",
-        target_id=batch.id,
-        data={"kind": kind, "part_size": part_size, "quantity": batch.quantity},
-        origin=origin,
-    )
+    await service.do_record_export(session, actor, batch, kind=kind, part_size=part_size, origin=origin)
     plan = export.ExportPlan(
         tenant_id=actor.tenant_id,
         batch_id=batch.id,

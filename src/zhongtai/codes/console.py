@@ -43,7 +43,6 @@ from zhongtai.codes.models import (
 from zhongtai.codes.permissions import CODES_EXPORT, CODES_EXPORT_PINS, CODES_READ, CODES_SETTINGS, CODES_WRITE
 from zhongtai.console.deps import require_page
 from zhongtai.console.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
-from zhongtai.core import audit
 from zhongtai.core.errors import AppError, BadRequest
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin, RuntimeDep
@@ -422,17 +421,7 @@ async def label_sheet(
         {"index": code_id - batch.first_code_id + 1, "serial": serial, "qr": svg}
         for (code_id, serial), svg in zip(rows, svgs, strict=True)
     ]
-    batch.export_count += 1
-    batch.status = BATCH_EXPORTED
-    await audit.record(
-        session,
-        principal,
-        "codes.batch.export",
-        target_type="code_batch",
-        target_id=batch.id,
-        data={"kind": "labels", "part_size": None, "quantity": batch.quantity},
-        origin=origin,
-    )
+    await service.do_record_export(session, principal, batch, kind="labels", origin=origin)
     return render(
         request,
         "codes/labels.html",

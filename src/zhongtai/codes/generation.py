@@ -18,7 +18,7 @@ from itertools import repeat
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.codes import rules
+from zhongtai.codes import rules, service
 from zhongtai.codes.models import (
     BATCH_GENERATED,
     BATCH_GENERATING,
@@ -56,7 +56,7 @@ _SERIAL_OFFSET = _ID_OFFSET + 8 + 4 + 16 + 4
 _ROW_SIZE = _SERIAL_OFFSET + rules.SERIAL_LENGTH + 4 + 2 + 4 + 2
 
 
-def _copy_payload(tenant_id: uuid.UUID, first_id: int, serials: list[str], level: int) -> bytes:
+def copy_payload(tenant_id: uuid.UUID, first_id: int, serials: list[str], level: int) -> bytes:
     """The rows of a chunk of item serials in binary COPY format, built column by column in C.
 
     Rows differ only in id and serial: a template row is repeated, then each byte position of the ids
@@ -96,7 +96,7 @@ async def _insert_rows(
     count = len(values)
     if connection.dialect.name == "postgresql":
         if scheme == "serial":
-            payload = _copy_payload(tenant_id, first_id, values, level)
+            payload = copy_payload(tenant_id, first_id, values, level)
             # A memoryview: asyncpg would take bytes for a file name.
             await raw.copy_to_table(
                 Code.__tablename__, source=memoryview(payload), columns=list(COLUMNS), format="binary"
@@ -195,4 +195,11 @@ def _is_unique_violation(exc: BaseException) -> bool:
 async def generate_job(ctx: jobs.JobContext) -> None:
     if ctx.database is None:
         raise RuntimeError("code generation needs the worker's database")
-    await generate_batch(ctx.database, ctx.tenant_id, uuid.UUID(ctx.payload["batch_id"]))
+    batch_id = uuid.UUID(ctx.payload["batch_id"])
+    try:
+        await generate_batch(ctx.database, ctx.tenant_id, batch_id)
+    except Exception as exc:
+        if ctx.is_last_attempt:
+            async with ctx.database.unit_of_work(tenant_id=ctx.tenant_id) as session:
+                await service.do_mark_failed(session, batch_id, f"{type(exc).__name__}: {exc}")
+        raise

@@ -26,6 +26,10 @@ from zhongtai.codes.errors import (
     UnreadableCodeError,
 )
 from zhongtai.codes.models import (
+    BATCH_EXPORTED,
+    BATCH_FAILED,
+    BATCH_GENERATING,
+    BATCH_REQUESTED,
     BATCH_VOIDED,
     CASE,
     ITEM,
@@ -340,6 +344,39 @@ async def do_void(
         origin=origin,
     )
     return changed
+
+
+async def do_record_export(
+    session: AsyncSession,
+    actor: Principal,
+    batch: CodeBatch,
+    *,
+    kind: str,
+    part_size: int | None = None,
+    origin: RequestOrigin | None = None,
+) -> None:
+    """Every print-file download (links, PINs, label sheets) is counted on the batch and audited."""
+    batch.export_count += 1
+    batch.status = BATCH_EXPORTED
+    await audit.record(
+        session,
+        actor,
+        "codes.batch.export",
+        target_type="code_batch",
+        target_id=batch.id,
+        data={"kind": kind, "part_size": part_size, "quantity": batch.quantity},
+        origin=origin,
+    )
+
+
+async def do_mark_failed(session: AsyncSession, batch_id: uuid.UUID, error: str) -> None:
+    """A generation that gave up: the batch says so instead of looking busy forever."""
+    await session.execute(
+        update(CodeBatch)
+        .where(CodeBatch.id == batch_id, CodeBatch.status.in_((BATCH_REQUESTED, BATCH_GENERATING)))
+        .values(status=BATCH_FAILED, last_error=error[:500])
+        .execution_options(synchronize_session=False)
+    )
 
 
 # Lookup.

@@ -56,6 +56,11 @@ class JobContext:
     # For handlers that work in several transactions of their own (e.g. generating millions of codes
     # in committed chunks); everything else uses `session`.
     database: Database | None = None
+    max_attempts: int = 8
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
@@ -192,7 +197,14 @@ class Worker:
             async with self.database.unit_of_work(tenant_id=job.tenant_id) as session:
                 await handler(
                     JobContext(
-                        session, job.id, job.tenant_id, job.topic, dict(job.payload), job.attempts, self.database
+                        session,
+                        job.id,
+                        job.tenant_id,
+                        job.topic,
+                        dict(job.payload),
+                        job.attempts,
+                        self.database,
+                        job.max_attempts,
                     )
                 )
                 tenancy.scope_all_tenants(session)

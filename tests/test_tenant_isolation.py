@@ -54,6 +54,13 @@ PUBLIC_ROUTES = {
     "/h5/{tenant_slug}/dev/sms": "development-only inbox, 404 outside development",
     "/api/v1/public/{tenant_slug}/otp": "a brand's public consumer sign-in",
     "/api/v1/public/{tenant_slug}/sessions": "a brand's public consumer sign-in",
+    # Public by design: consumers and auditors verify without an account; proofs reveal only hashes.
+    "/epcis/log/{tenant_slug}/checkpoint": "a brand's signed tree head (public by design: only hashes)",
+    "/epcis/log/{tenant_slug}/checkpoints": "a brand's signed tree heads (public by design: only hashes)",
+    "/epcis/log/{tenant_slug}/public-key": "a brand's checkpoint key (public by design)",
+    "/epcis/log/{tenant_slug}/proof/inclusion": "a Merkle inclusion proof (public by design: only hashes)",
+    "/epcis/log/{tenant_slug}/proof/consistency": "a Merkle consistency proof (public by design: only hashes)",
+    "/epcis/log/{tenant_slug}/verify-demo": "a static page running the public verifier script",
 }
 
 

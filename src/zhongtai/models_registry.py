@@ -4,5 +4,6 @@ from zhongtai.catalog import models as _catalog_models  # noqa: F401
 from zhongtai.codes import models as _codes_models  # noqa: F401
 from zhongtai.core import models as _core_models  # noqa: F401
 from zhongtai.core.models import Base
+from zhongtai.trace import log_models as _trace_log_models  # noqa: F401
 
 __all__ = ["Base"]

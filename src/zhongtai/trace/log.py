@@ -1,0 +1,213 @@
+"""The tamper-evident log: one append-only RFC 9162 Merkle tree per tenant.
+
+**Leaves.** For each stored EPCIS event the trace module appends one entry: the UTF-8 bytes of the
+event's hash ID, e.g. `ni:///sha-256;1f2e…9a?ver=CBV2.0`. Its leaf hash is
+`SHA-256(0x00 ‖ entry)`, so anyone holding the event can recompute the hash ID (GS1 CBV 2.0 event
+hash), then the leaf, then check an inclusion proof against a signed checkpoint.
+
+**Appending** (`append`) happens in the caller's transaction: one
+`UPDATE trace_logs SET size = size + :n … RETURNING` reserves the leaf indexes — on PostgreSQL it also
+locks the tenant's row until commit, so appends of one tenant serialise (SQLite serialises every
+writer); a rolled-back transaction gives its indexes back. Then the old tree's right edge (at most
+log₂ n nodes) is read in one query and the new leaves and every subtree they complete are inserted:
+O(k + log n) for k entries, whatever the size of the log.
+
+**Signing.** Each append schedules the `trace.log.sign` outbox job, at most one per tenant per
+`SIGN_INTERVAL_SECONDS` window and due at the window's end: every leaf is covered by a signed
+checkpoint within that interval (see `trace.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import cast
+
+from sqlalchemy import Table, and_, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhongtai.core import jobs
+from zhongtai.core.clock import utcnow
+from zhongtai.core.crypto import Crypto
+from zhongtai.core.errors import BadRequest, Conflict, NotFound
+from zhongtai.trace import merkle
+from zhongtai.trace.log_models import TraceLog, TraceLogNode
+
+SIGN_TOPIC = "trace.log.sign"
+SIGN_INTERVAL_SECONDS = 60
+MAX_APPEND = 100_000
+TRACE_LOG_NODES = cast(Table, TraceLogNode.__table__)
+
+
+class TreeSizeBeyondLog(BadRequest):
+    code = "tree_size_beyond_log"
+
+
+class BadProofRequest(BadRequest):
+    code = "bad_proof_request"
+
+
+class UnknownLeaf(NotFound):
+    code = "unknown_leaf"
+    default_message = "No such entry in this log."
+
+
+class LogInconsistent(Conflict):
+    """The stored tree does not extend the last signed head: refuse to sign (invariant 6)."""
+
+    code = "log_inconsistent"
+
+
+async def _reserve(session: AsyncSession, tenant_id: uuid.UUID, count: int) -> int:
+    statement = (
+        update(TraceLog)
+        .where(TraceLog.tenant_id == tenant_id)
+        .values(size=TraceLog.size + count)
+        .returning(TraceLog.size)
+        .execution_options(synchronize_session=False)
+    )
+    new_size = (await session.execute(statement)).scalar_one_or_none()
+    if new_size is None:
+        insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        await session.execute(
+            insert_(TraceLog)
+            .values(tenant_id=tenant_id, size=0, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["tenant_id"])
+        )
+        new_size = (await session.execute(statement)).scalar_one()
+    return int(new_size) - count
+
+
+async def _fetch(
+    session: AsyncSession, tenant_id: uuid.UUID, wanted: Iterable[merkle.NodeId]
+) -> dict[merkle.NodeId, bytes]:
+    by_level: dict[int, list[int]] = {}
+    for level, index in wanted:
+        by_level.setdefault(level, []).append(index)
+    if not by_level:
+        return {}
+    rows = await session.execute(
+        select(TraceLogNode.level, TraceLogNode.node_index, TraceLogNode.hash).where(
+            TraceLogNode.tenant_id == tenant_id,
+            or_(*(and_(TraceLogNode.level == lvl, TraceLogNode.node_index.in_(ix)) for lvl, ix in by_level.items())),
+        )
+    )
+    found = {(int(level), int(index)): bytes(value) for level, index, value in rows}
+    missing = {(lvl, i) for lvl, ix in by_level.items() for i in ix} - found.keys()
+    if missing:
+        raise LogInconsistent(f"the log is missing {len(missing)} stored node(s)", missing=sorted(missing)[:5])
+    return found
+
+
+async def append(session: AsyncSession, tenant_id: uuid.UUID, entries: Sequence[bytes]) -> int:
+    """Append entries to the tenant's log in the caller's transaction; returns the first leaf index."""
+    if not entries:
+        raise ValueError("nothing to append")
+    if len(entries) > MAX_APPEND:
+        raise ValueError(f"append at most {MAX_APPEND} entries at once")
+    first = await _reserve(session, tenant_id, len(entries))
+    frontier = await _fetch(session, tenant_id, merkle.root_nodes(first))
+    created = merkle.build_nodes(first, [merkle.leaf_hash(entry) for entry in entries], frontier)
+    await session.execute(
+        insert(TRACE_LOG_NODES),
+        [
+            {"tenant_id": tenant_id, "level": level, "node_index": index, "hash": value}
+            for (level, index), value in created.items()
+        ],
+    )
+    await _schedule_signing(session, tenant_id)
+    return first
+
+
+async def _schedule_signing(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    now = utcnow().timestamp()
+    window = math.floor(now / SIGN_INTERVAL_SECONDS)
+    due_in = (window + 1) * SIGN_INTERVAL_SECONDS - now
+    await jobs.enqueue(
+        session, SIGN_TOPIC, {}, tenant_id=tenant_id, dedupe_key=f"{SIGN_TOPIC}:{window}", delay_seconds=due_in
+    )
+
+
+async def size(session: AsyncSession, tenant_id: uuid.UUID) -> int:
+    value = await session.scalar(select(TraceLog.size).where(TraceLog.tenant_id == tenant_id))
+    return int(value or 0)
+
+
+async def lock_size(session: AsyncSession, tenant_id: uuid.UUID) -> int:
+    """The current size, holding the log row until commit (appends wait) — for signing."""
+    return await _reserve(session, tenant_id, 0)
+
+
+def _check_size(tree_size: int, current: int) -> None:
+    if tree_size < 0:
+        raise BadProofRequest("A tree size is a whole number of leaves, 0 or more.")
+    if tree_size > current:
+        raise TreeSizeBeyondLog(
+            f"The log has {current} entries; tree size {tree_size} is beyond it.", tree_size=tree_size, size=current
+        )
+
+
+async def tree_head(session: AsyncSession, tenant_id: uuid.UUID, tree_size: int) -> bytes:
+    """MTH of the first `tree_size` leaves — the root at any size the log has had."""
+    _check_size(tree_size, await size(session, tenant_id))
+    return merkle.root_from_nodes(tree_size, await _fetch(session, tenant_id, merkle.root_nodes(tree_size)))
+
+
+async def inclusion_proof(session: AsyncSession, tenant_id: uuid.UUID, leaf_index: int, tree_size: int) -> list[bytes]:
+    _check_size(tree_size, await size(session, tenant_id))
+    if not 0 <= leaf_index < tree_size:
+        raise BadProofRequest(
+            f"Leaf {leaf_index} is not in a tree of size {tree_size}.", leaf_index=leaf_index, tree_size=tree_size
+        )
+    ranges = merkle.inclusion_ranges(leaf_index, tree_size)
+    nodes = await _fetch(session, tenant_id, merkle.nodes_for(ranges))
+    return [merkle.range_hash(start, end, nodes) for start, end in ranges]
+
+
+async def consistency_proof(session: AsyncSession, tenant_id: uuid.UUID, first: int, second: int) -> list[bytes]:
+    _check_size(second, await size(session, tenant_id))
+    if not 0 <= first <= second:
+        raise BadProofRequest(
+            f"A consistency proof goes from a smaller tree to a larger one; {first} > {second}.",
+            first=first,
+            second=second,
+        )
+    ranges = merkle.consistency_ranges(first, second)
+    nodes = await _fetch(session, tenant_id, merkle.nodes_for(ranges))
+    return [merkle.range_hash(start, end, nodes) for start, end in ranges]
+
+
+async def leaf_index_of(session: AsyncSession, tenant_id: uuid.UUID, entry: bytes) -> int | None:
+    """The first leaf index holding `entry`, or None."""
+    index = await session.scalar(
+        select(TraceLogNode.node_index)
+        .where(
+            TraceLogNode.tenant_id == tenant_id,
+            TraceLogNode.level == 0,
+            TraceLogNode.hash == merkle.leaf_hash(entry),
+        )
+        .order_by(TraceLogNode.node_index)
+        .limit(1)
+    )
+    return None if index is None else int(index)
+
+
+async def leaf_hash_at(session: AsyncSession, tenant_id: uuid.UUID, leaf_index: int) -> bytes:
+    if leaf_index < 0 or leaf_index >= await size(session, tenant_id):
+        raise UnknownLeaf(f"The log has no leaf {leaf_index}.")
+    return (await _fetch(session, tenant_id, [(0, leaf_index)]))[(0, leaf_index)]
+
+
+@jobs.job_handler(SIGN_TOPIC)
+async def sign_job(ctx: jobs.JobContext) -> None:
+    from zhongtai.trace import checkpoint
+
+    if ctx.database is None:
+        raise RuntimeError("the signing job needs the database's settings for the key")
+    settings = ctx.database.settings
+    await checkpoint.do_sign_tree_head(
+        ctx.session, Crypto(settings.secrets), ctx.tenant_id, public_url=settings.public_url
+    )

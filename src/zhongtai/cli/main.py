@@ -1,4 +1,4 @@
-"""`zhongtai`: serve, worker, migrate, demo, tenant/user/token administration, bench."""
+"""`zhongtai`: serve, worker, migrate, demo, tenant/user/token administration, bench, verify."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -220,6 +221,37 @@ def bench(
         options["codes"] = codes
     figures = registry.run(name, **options)
     sys.stdout.write(json.dumps(figures, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def verify(
+    proof: Annotated[Path, typer.Option(help="inclusion or consistency proof JSON, as the log endpoints return it")],
+    key: Annotated[str, typer.Option(help="the brand's public key: verifier key, base64, or a file of either")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="signed checkpoint file (default: the one inside the proof)")
+    ] = None,
+    entry: Annotated[str | None, typer.Option(help="the event's hash ID, ni:///sha-256;…?ver=CBV2.0")] = None,
+    event: Annotated[Path | None, typer.Option(help="the EPCIS event JSON; its hash ID is computed")] = None,
+    consistency: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(help="OLDER NEWER: two checkpoint files; checks that NEWER extends OLDER"),
+    ] = None,
+) -> None:
+    """Verify a trace log proof offline: the checkpoint's signature, then the inclusion (or consistency) proof."""
+    from zhongtai.cli import verify as verifier
+
+    try:
+        if consistency is not None:
+            verdict = verifier.verify_consistency(consistency[0], consistency[1], key, proof)
+        else:
+            verdict = verifier.verify_inclusion(checkpoint, key, proof, entry=entry, event_path=event)
+    except verifier.VerifyInputError as exc:
+        raise _fail(str(exc)) from exc
+    if verdict.ok:
+        out.print(f"[green]{verdict.message}[/green]")
+        return
+    err.print(f"[red]{verdict.message}[/red]")
+    raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":

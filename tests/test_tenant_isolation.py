@@ -31,6 +31,8 @@ from zhongtai.core.crypto import mask_phone
 from zhongtai.core.jobs import JobContext
 from zhongtai.core.models import ApiToken, AuditEvent, Consumer, OutboxJob, Tenant, User
 from zhongtai.core.runtime import Runtime
+from zhongtai.trace import capture as epcis_capture
+from zhongtai.trace.models import TraceEvent
 
 ISOLATION_TOPIC = "tests.isolation.noop"
 
@@ -76,6 +78,7 @@ class Victim:
     lot_id: uuid.UUID
     batch_id: uuid.UUID | None = None
     serial: str = ""
+    capture_id: str = ""
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -91,6 +94,8 @@ class Victim:
             str(self.lot_id),
             str(self.batch_id),
             self.serial,
+            self.capture_id,
+            VICTIM_EVENT["eventID"],
         ]
 
 
@@ -105,6 +110,48 @@ PATH_VALUES: dict[str, Any] = {
     "product_id": lambda v: v.product_id,
     "lot_id": lambda v: v.lot_id,
     "batch_id": lambda v: v.batch_id,
+    "captureID": lambda v: v.capture_id,
+    "eventID": lambda v: VICTIM_EVENT["eventID"],
+    # Values of the victim's shipment, which the attacker's own captures below do not share.
+    "eventType": lambda v: "TransactionEvent",
+    "epc": lambda v: VICTIM_SHIPMENT["parentID"],
+    "bizStep": lambda v: "shipping",
+    "disposition": lambda v: "in_transit",
+    "readPoint": lambda v: VICTIM_SHIPMENT["readPoint"]["id"],
+    "bizLocation": lambda v: VICTIM_SHIPMENT["bizLocation"]["id"],
+}
+
+VICTIM_EVENT: dict[str, Any] = {
+    "eventID": "urn:uuid:7a1c0000-0000-4000-8000-00000000071c",
+    "type": "ObjectEvent",
+    "eventTime": "2024-05-01T08:00:00+08:00",
+    "eventTimeZoneOffset": "+08:00",
+    "epcList": ["urn:epc:id:sgtin:9506000.013435.VICTIM1"],
+    "action": "ADD",
+    "bizStep": "commissioning",
+    "disposition": "active",
+    "readPoint": {"id": "urn:epc:id:sgln:9506000.00001.LINE1"},
+    "bizLocation": {"id": "urn:epc:id:sgln:9506000.00001.0"},
+}
+VICTIM_SHIPMENT: dict[str, Any] = {
+    "type": "TransactionEvent",
+    "eventTime": "2024-05-02T08:00:00+08:00",
+    "eventTimeZoneOffset": "+08:00",
+    "parentID": "urn:epc:id:sscc:9506000.0000000071",
+    "epcList": ["urn:epc:id:sgtin:9506000.013435.VICTIM1"],
+    "action": "ADD",
+    "bizStep": "shipping",
+    "disposition": "in_transit",
+    "readPoint": {"id": "urn:epc:id:sgln:9506000.00001.DOCK7"},
+    "bizLocation": {"id": "urn:epc:id:sgln:9506000.00002.0"},
+    "bizTransactionList": [{"type": "po", "bizTransaction": "urn:epcglobal:cbv:bt:9506000000015:PO-71"}],
+}
+VICTIM_DOCUMENT: dict[str, Any] = {
+    "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+    "type": "EPCISDocument",
+    "schemaVersion": "2.0",
+    "creationDate": "2024-05-01T00:00:00Z",
+    "epcisBody": {"eventList": [VICTIM_EVENT, VICTIM_SHIPMENT]},
 }
 
 # Bodies that would succeed if the resource were the caller's own, so that a refusal proves isolation
@@ -121,6 +168,17 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/codes/pack"): lambda v: {"parent": v.serial, "children": [v.serial]},
     ("POST", "/api/v1/codes/unpack"): lambda v: {"parent": v.serial},
     ("POST", "/api/v1/codes/repack"): lambda v: {"parent": v.serial, "children": [v.serial]},
+    # The victim's event (same canonical hash, another eventID) captured again: it must land in the
+    # attacker's own repository only.
+    ("POST", "/epcis/capture"): {
+        **VICTIM_DOCUMENT,
+        "epcisBody": {"eventList": [{**VICTIM_EVENT, "eventID": "urn:uuid:a77ac0e2-0000-4000-8000-000000000001"}]},
+    },
+    ("POST", "/epcis/events"): {
+        "@context": VICTIM_DOCUMENT["@context"],
+        **VICTIM_EVENT,
+        "eventID": "urn:uuid:a77ac0e2-0000-4000-8000-000000000002",
+    },
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/users/{user_id}": {"display_name": "hijacked", "role": "viewer", "is_active": "false"},
@@ -169,6 +227,8 @@ async def _make_victim(runtime: Runtime) -> Victim:
     async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
         victim.batch_id = batch.id
         victim.serial = str(await session.scalar(select(Code.serial).limit(1)))
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        victim.capture_id = str((await epcis_capture.do_receive(session, system_actor(brand.id), VICTIM_DOCUMENT)).id)
     return victim
 
 
@@ -208,6 +268,7 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             for b in await session.scalars(select(CodeBatch).order_by(CodeBatch.number))
         ]
         code_states = sorted((await session.execute(select(Code.serial, Code.state))).all())
+        trace_events = sorted((await session.execute(select(TraceEvent.event_id, TraceEvent.hash_id))).all())
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
         return {
@@ -219,6 +280,7 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             "lots": lots,
             "batches": batches,
             "codes": code_states,
+            "trace_events": trace_events,
             "active": tenant.is_active,
         }
 

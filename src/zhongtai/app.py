@@ -26,6 +26,7 @@ from zhongtai.core.logs import configure_logging, request_id_var
 from zhongtai.core.middleware import RequestContextMiddleware
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
+from zhongtai.trace import epcis_api
 from zhongtai.trace import log_api as trace_log_api
 
 log = logging.getLogger("zhongtai.app")
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(core_api.router)
     app.include_router(catalog_api.router)
     app.include_router(codes_api.router)
+    app.include_router(epcis_api.router)
     app.include_router(trace_log_api.router)
 
     from zhongtai.console.pages import router as console_router

@@ -12,6 +12,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.catalog.api",
     "zhongtai.codes.api",
     "zhongtai.codes.generation",
+    "zhongtai.trace.capture",
     "zhongtai.trace.log",
 )
 

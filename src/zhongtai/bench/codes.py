@@ -3,10 +3,12 @@
 Per tier (embedded: SQLite in a temporary data dir; postgres: a temporary PostgreSQL database when it
 answers) the benchmark
 
-1. inserts N rows of the `codes` table's shape into a fresh, migrated database through the bulk
-   path generation uses (COPY through asyncpg; `executemany` on the raw aiosqlite connection), in
-   chunks of the same size, each committed — the **raw insert baseline**. Each chunk's rows are built
-   before its clock starts, so only the database's work is timed;
+1. inserts N rows of the `codes` table's shape (id, tenant_id, 16-character serial, level, state;
+   serials random and sorted within a chunk, as generation makes them) into a fresh, migrated
+   database through the bulk path generation uses (binary COPY through asyncpg, with the payload
+   built by `generation.copy_payload`; `executemany` on the raw aiosqlite connection with the same
+   page cache), in chunks of the same size, each committed — the **raw insert baseline**. Each
+   chunk's rows are built before its clock starts, so only the database's work is timed;
 2. in a second fresh database creates a tenant and a product, requests an item batch of N codes and
    times `generation.generate_batch` — serials, rows, the bulk insert and the batch's progress, per
    chunk — and the peak resident memory of the process meanwhile;
@@ -121,11 +123,11 @@ def _settings(data_dir: Path, database_url: str | None) -> Settings:
 
 
 async def _raw_insert(settings: Settings, quantity: int, chunk_size: int) -> float:
-    """Seconds spent inserting and committing `quantity` rows, chunk by chunk; building rows is not timed."""
+    """Seconds spent inserting and committing `quantity` rows, chunk by chunk, through the bulk path
+    generation uses (binary COPY on PostgreSQL, executemany on SQLite); building rows is not timed."""
     database = Database(settings)
     tenant_id = uuid.uuid4()  # codes.tenant_id carries no foreign key
     is_sqlite = database.dialect == "sqlite"
-    tenant_value: uuid.UUID | str = tenant_id.hex if is_sqlite else tenant_id
     columns = list(generation.COLUMNS)
     statement = f"INSERT INTO {Code.__tablename__} ({', '.join(columns)}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
     elapsed, done = 0.0, 0
@@ -134,7 +136,10 @@ async def _raw_insert(settings: Settings, quantity: int, chunk_size: int) -> flo
             count = min(chunk_size, quantity - done)
             serials = sorted(rules.new_serials(count))
             first = done + 1
-            rows = [(first + i, tenant_value, serials[i], ITEM, GENERATED) for i in range(count)]
+            if is_sqlite:
+                rows = [(first + i, tenant_id.hex, serials[i], ITEM, GENERATED) for i in range(count)]
+            else:
+                payload = memoryview(generation.copy_payload(tenant_id, first, serials, ITEM))
             started = time.perf_counter()
             async with database.unit_of_work(tenant_id=tenant_id) as session:
                 connection = await session.connection()
@@ -144,10 +149,9 @@ async def _raw_insert(settings: Settings, quantity: int, chunk_size: int) -> flo
                     await raw.execute(f"PRAGMA cache_size=-{generation.SQLITE_BULK_CACHE_KIB}")
                     await raw.executemany(statement, rows)
                 else:
-                    await raw.copy_records_to_table(Code.__tablename__, records=rows, columns=columns)
+                    await raw.copy_to_table(Code.__tablename__, source=payload, columns=columns, format="binary")
             elapsed += time.perf_counter() - started
             done += count
-            del rows, serials
             _report_progress("raw insert", done, quantity)
         async with database.unit_of_work(tenant_id=tenant_id) as session:
             stored = await session.scalar(select(func.count()).select_from(Code))

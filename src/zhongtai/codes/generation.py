@@ -9,6 +9,7 @@ new ones.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import uuid
@@ -115,7 +116,44 @@ async def _insert_rows(
     )
 
 
-async def _write_chunk(database: Database, tenant_id: uuid.UUID, batch_id: uuid.UUID, chunk_size: int) -> int | None:
+def _sorted_serials(count: int) -> list[str]:
+    # Sorted within the chunk, the serials enter the unique index in order: far fewer page splits
+    # and cache misses. The gap between neighbours stays ~2^80/chunk, unguessable.
+    return sorted(rules.new_serials(count))
+
+
+class _SerialsAhead:
+    """Fresh sorted serials for the next chunk, made in a worker thread while this chunk is written.
+
+    The database does the insert in its own process (PostgreSQL) or thread (SQLite) while the event
+    loop waits, so the serials of the next chunk cost no time of their own — and no time under the
+    chunk's locks. Serials made ahead are used once, by the chunk they were made for (a retried chunk
+    takes them too: they are as fresh as new ones), or thrown away."""
+
+    def __init__(self) -> None:
+        self._ahead: tuple[int, asyncio.Task[list[str]]] | None = None
+
+    async def take(self, count: int) -> list[str]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            if ahead[0] == count:
+                return await ahead[1]
+            ahead[1].cancel()
+        return _sorted_serials(count)
+
+    def prepare(self, count: int) -> None:
+        self.discard()
+        self._ahead = (count, asyncio.create_task(asyncio.to_thread(_sorted_serials, count)))
+
+    def discard(self) -> None:
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+            self._ahead = None
+
+
+async def _write_chunk(
+    database: Database, tenant_id: uuid.UUID, batch_id: uuid.UUID, chunk_size: int, serials: _SerialsAhead
+) -> int | None:
     """Write the next chunk; returns the new generated count, or None when the batch is complete."""
     async with database.unit_of_work(tenant_id=tenant_id) as session:
         # The row lock makes a second run of the same batch wait for this chunk and then continue
@@ -138,9 +176,9 @@ async def _write_chunk(database: Database, tenant_id: uuid.UUID, batch_id: uuid.
                 for i in range(count)
             ]
         else:
-            # Sorted within the chunk, the serials enter the unique index in order: far fewer page
-            # splits and cache misses. The gap between neighbours stays ~2^80/chunk, unguessable.
-            values = sorted(rules.new_serials(count))
+            values = await serials.take(count)
+            if done + count < batch.quantity:
+                serials.prepare(min(chunk_size, batch.quantity - done - count))
         await _insert_rows(session, tenant_id, first_id, values, level=batch.level, scheme=batch.scheme)
         finished = done + count >= batch.quantity
         advanced = await session.execute(
@@ -166,10 +204,25 @@ async def generate_batch(
     chunk_size: int = CHUNK_SIZE,
     on_progress: Callable[[int], None] | None = None,
 ) -> None:
+    serials = _SerialsAhead()
+    try:
+        await _write_chunks(database, tenant_id, batch_id, chunk_size, serials, on_progress)
+    finally:
+        serials.discard()
+
+
+async def _write_chunks(
+    database: Database,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    chunk_size: int,
+    serials: _SerialsAhead,
+    on_progress: Callable[[int], None] | None,
+) -> None:
     collisions = 0
     while True:
         try:
-            progress = await _write_chunk(database, tenant_id, batch_id, chunk_size)
+            progress = await _write_chunk(database, tenant_id, batch_id, chunk_size, serials)
         except ChunkRaced:
             continue
         except Exception as exc:

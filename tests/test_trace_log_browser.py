@@ -35,7 +35,11 @@ async def _seed(settings: Settings) -> None:
     try:
         async with runtime.db.unit_of_work(all_tenants=True) as session:
             tenant, _ = await accounts.do_create_tenant(
-                session, slug=SLUG, name="Trace demo", owner_email="owner@trace.example", owner_password="correct horse battery"
+                session,
+                slug=SLUG,
+                name="Trace demo",
+                owner_email="owner@trace.example",
+                owner_password="correct horse battery",
             )
         async with runtime.db.unit_of_work(tenant_id=tenant.id) as session:
             await log.append(session, tenant.id, [entry.encode() for entry in ENTRIES])
@@ -60,6 +64,7 @@ def log_server(tmp_path: Path) -> Iterator[str]:
     env.pop("ZT_DATABASE_URL", None)
     env.pop("ZT_REDIS_URL", None)
     settings = Settings(env="development", data_dir=tmp_path / "data", public_url=base_url, database_url=None)
+
     def seed() -> None:  # in a thread of its own: the test session's event loop is running here
         migrate.upgrade(settings)
         asyncio.run(_seed(settings))

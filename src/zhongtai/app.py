@@ -28,6 +28,7 @@ from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
 from zhongtai.trace import epcis_api
 from zhongtai.trace import log_api as trace_log_api
+from zhongtai.trace import producers as _trace_producers  # noqa: F401 - registers the custody-step job
 
 log = logging.getLogger("zhongtai.app")
 

@@ -14,6 +14,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.codes.generation",
     "zhongtai.trace.capture",
     "zhongtai.trace.log",
+    "zhongtai.trace.producers",
 )
 
 

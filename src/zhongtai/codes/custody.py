@@ -36,8 +36,8 @@ from zhongtai.codes.models import (
     CodeBatch,
     CodeEvent,
 )
-from zhongtai.codes.service import batch_of
-from zhongtai.core import tenancy
+from zhongtai.codes.service import TRACE_TOPIC, batch_of
+from zhongtai.core import jobs, tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.principals import Principal
 
@@ -178,6 +178,7 @@ async def _record(
     )
     session.add(event)
     await session.flush()
+    await jobs.enqueue(session, TRACE_TOPIC, {"code_event_id": event.id}, dedupe_key=f"{TRACE_TOPIC}:{event.id}")
     return event
 
 

@@ -52,6 +52,8 @@ from zhongtai.core.principals import Principal
 MAX_BATCH_QUANTITY = 10_000_000
 PIN_KEY_PURPOSE = "codes.pin_key"
 GENERATE_TOPIC = "codes.generate"
+# Handled by the trace module: each custody step becomes an EPCIS event (zhongtai.trace.producers).
+TRACE_TOPIC = "trace.code_event"
 
 
 # Settings.

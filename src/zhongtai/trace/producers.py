@@ -1,0 +1,113 @@
+"""Internal producers: the platform's own custody steps become EPCIS events on the capture path.
+
+Each `code_events` row (commissioning, packing, unpacking, decommissioning) is turned into one EPCIS
+2.0 event by an outbox job — ObjectEvent ADD `commissioning` with the lot as ILMD, AggregationEvent
+ADD `packing` / DELETE `unpacking`, ObjectEvent DELETE `decommissioning` — and stored like a captured
+one: canonical hash, EPC index and a leaf of the brand's Merkle log in one transaction. The job is
+idempotent: the event's content (and so its hash) is a function of the code event, and the store
+refuses a hash it already holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+
+from zhongtai.catalog.models import Lot, Product
+from zhongtai.codes.models import Code, CodeBatch, CodeEvent
+from zhongtai.codes.service import TRACE_TOPIC
+from zhongtai.core import jobs
+from zhongtai.trace import events
+from zhongtai.trace.epc import CANONICAL_HOST
+
+NAMESPACE = {"zt": "https://zhongtai.dev/ns/epcis/"}
+LOOKUP_CHUNK = 1000
+
+
+def _local_time(moment: datetime, offset: str) -> str:
+    sign = 1 if offset[0] == "+" else -1
+    hours, minutes = int(offset[1:3]), int(offset[4:6])
+    zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    return moment.astimezone(zone).isoformat(timespec="milliseconds")
+
+
+async def _uris(session: Any, ids: list[int]) -> dict[int, str]:
+    """Canonical Digital Link URIs of codes: /01/{gtin}/21/{serial} for serials, /00/{sscc} for SSCCs."""
+    batches = sorted(await session.scalars(select(CodeBatch)), key=lambda b: b.first_code_id)
+    gtins = dict((await session.execute(select(Product.id, Product.gtin))).all())
+    uris: dict[int, str] = {}
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        rows = (
+            await session.execute(select(Code.id, Code.serial).where(Code.id.in_(ids[start : start + LOOKUP_CHUNK])))
+        ).all()
+        for code_id, serial in rows:
+            batch = next(b for b in batches if b.first_code_id <= code_id < b.first_code_id + b.quantity)
+            uris[code_id] = (
+                f"{CANONICAL_HOST}/00/{serial}"
+                if batch.scheme == "sscc"
+                else f"{CANONICAL_HOST}/01/{gtins[batch.product_id]}/21/{serial}"
+            )
+    return uris
+
+
+async def epcis_event_of(session: Any, event: CodeEvent) -> dict[str, Any]:
+    ids = (
+        list(range(event.code_first, event.code_last + 1))
+        if event.code_first is not None and event.code_last is not None
+        else list(event.code_ids or [])
+    )
+    parent_ids = [event.parent_code_id] if event.parent_code_id is not None else []
+    uris = await _uris(session, ids + parent_ids)
+    body: dict[str, Any] = {
+        "type": "AggregationEvent" if event.kind in ("pack", "unpack") else "ObjectEvent",
+        "eventTime": _local_time(event.event_time, event.event_timezone),
+        "eventTimeZoneOffset": event.event_timezone,
+        "action": event.action,
+        "bizStep": event.biz_step,
+    }
+    if event.disposition:
+        body["disposition"] = event.disposition
+    if body["type"] == "AggregationEvent":
+        body["parentID"] = uris[event.parent_code_id]  # type: ignore[index]
+        body["childEPCs"] = [uris[i] for i in ids]
+    else:
+        body["epcList"] = [uris[i] for i in ids]
+    if event.lot_id is not None and event.action == "ADD" and body["type"] == "ObjectEvent":
+        lot = await session.scalar(select(Lot).where(Lot.id == event.lot_id))
+        if lot is not None:
+            ilmd: dict[str, Any] = {"cbvmda:lotNumber": lot.lot_number}
+            if lot.expires_on:
+                ilmd["cbvmda:itemExpirationDate"] = lot.expires_on.isoformat()
+            if lot.produced_on:
+                ilmd["cbvmda:productionDate"] = lot.produced_on.isoformat()
+            body["ilmd"] = ilmd
+    # The platform's own facts travel as a namespaced extension: which custody step, from where, by whom.
+    body["zt:codeEvent"] = str(event.id)
+    if event.read_point:
+        body["zt:readPointName"] = event.read_point
+    if event.reason:
+        body["zt:reason"] = event.reason
+    return body
+
+
+async def do_record_code_event(session: Any, tenant_id: uuid.UUID, code_event_id: int) -> str | None:
+    """Store the EPCIS event of one custody step; returns its hash ID (None when it is not found)."""
+    code_event = await session.scalar(select(CodeEvent).where(CodeEvent.id == code_event_id))
+    if code_event is None:
+        return None
+    body = await epcis_event_of(session, code_event)
+    prepared = events.prepare(body, position=0, pointer="/0", namespaces=NAMESPACE, context=[NAMESPACE])
+    new, _, problems = await events.check_new(session, tenant_id, [prepared])
+    if problems:
+        raise ValueError(problems[0].message)
+    if new:
+        await events.do_store(session, tenant_id, new, capture_id=None)
+    return prepared.hash_id
+
+
+@jobs.job_handler(TRACE_TOPIC)
+async def record_code_event_job(ctx: jobs.JobContext) -> None:
+    await do_record_code_event(ctx.session, ctx.tenant_id, int(ctx.payload["code_event_id"]))

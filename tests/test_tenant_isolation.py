@@ -63,6 +63,7 @@ PUBLIC_ROUTES = {
     "/epcis/log/{tenant_slug}/proof/inclusion": "a Merkle inclusion proof (public by design: only hashes)",
     "/epcis/log/{tenant_slug}/proof/consistency": "a Merkle consistency proof (public by design: only hashes)",
     "/epcis/log/{tenant_slug}/verify-demo": "a static page running the public verifier script",
+    "/h5/{tenant_slug}/trace-data": "a code's history for the consumer page (public by design, no operators)",
 }
 
 

@@ -29,6 +29,7 @@ from zhongtai.core.settings import Settings
 from zhongtai.trace import epcis_api
 from zhongtai.trace import log_api as trace_log_api
 from zhongtai.trace import producers as _trace_producers  # noqa: F401 - registers the custody-step job
+from zhongtai.trace import trace_api
 
 log = logging.getLogger("zhongtai.app")
 
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(codes_api.router)
     app.include_router(epcis_api.router)
     app.include_router(trace_log_api.router)
+    app.include_router(trace_api.router)
 
     from zhongtai.console.pages import router as console_router
     from zhongtai.h5.pages import router as h5_router

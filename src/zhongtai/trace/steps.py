@@ -1,0 +1,213 @@
+"""A code's trace as people read it: product, lot, and custody steps (what, where, when, who), each
+with its leaf in the brand's log and an inclusion proof against the latest signed checkpoint.
+
+`code_trace` serves the trace API, the consumer page's data and the console page; `verify` checks
+the proofs server-side (the console's "verified" marks) exactly as `zhongtai verify` would.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhongtai.codes import service as codes_service
+from zhongtai.codes.models import LEVEL_NAMES, STATE_NAMES, CodeEvent
+from zhongtai.trace import checkpoint as checkpoints
+from zhongtai.trace import log, merkle
+from zhongtai.trace.epc import normalize_epc
+from zhongtai.trace.log_models import TraceCheckpoint
+from zhongtai.trace.view import Interval, TraceEntry, trace_of
+
+CBV_PREFIX = "https://ref.gs1.org/cbv/"
+# CBV 2.0 business steps in words (English source strings; zh-CN in the catalog).
+BIZ_STEP_WORDS = {
+    "commissioning": "Commissioned",
+    "packing": "Packed",
+    "unpacking": "Unpacked",
+    "shipping": "Shipped",
+    "receiving": "Received",
+    "arriving": "Arrived",
+    "departing": "Departed",
+    "loading": "Loaded",
+    "unloading": "Unloaded",
+    "storing": "Stored",
+    "picking": "Picked",
+    "inspecting": "Inspected",
+    "accepting": "Accepted",
+    "retail_selling": "Sold",
+    "decommissioning": "Decommissioned",
+    "destroying": "Destroyed",
+    "void_shipping": "Shipment cancelled",
+}
+ACTION_WORDS = {"ADD": "Added", "OBSERVE": "Observed", "DELETE": "Removed"}
+
+
+@dataclass(frozen=True)
+class Proof:
+    leaf_index: int
+    tree_size: int
+    path: list[bytes]
+
+
+@dataclass
+class Step:
+    entry: TraceEntry
+    time: str  # ISO 8601 in the event's own offset
+    biz_step: str | None  # bare CBV word
+    action: str | None
+    what: str  # English source string
+    read_point: str | None
+    read_point_name: str | None
+    biz_location: str | None
+    who: str | None
+    proof: Proof | None
+    verified: bool | None = None  # set by `verify`: None when not checked (pending)
+
+    @property
+    def is_pending(self) -> bool:
+        return self.proof is None
+
+
+@dataclass
+class CodeTrace:
+    view: codes_service.CodeView
+    epc: str
+    steps: list[Step]
+    intervals: list[Interval]
+    checkpoint: TraceCheckpoint | None
+    origin: str | None
+    container_uri: str | None
+    checkpoint_verified: bool | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def level(self) -> str:
+        return LEVEL_NAMES[self.view.code.level]
+
+    @property
+    def state(self) -> str:
+        return STATE_NAMES[self.view.code.state]
+
+
+def bare_term(value: str | None, vocabulary: str) -> str | None:
+    if value is None:
+        return None
+    prefix = f"{CBV_PREFIX}{vocabulary}-"
+    return value[len(prefix) :] if value.startswith(prefix) else value
+
+
+def words_for(biz_step: str | None, action: str | None) -> str:
+    if biz_step and biz_step in BIZ_STEP_WORDS:
+        return BIZ_STEP_WORDS[biz_step]
+    if biz_step:
+        return biz_step.replace("_", " ").capitalize()
+    return ACTION_WORDS.get(action or "", "Event")
+
+
+def local_time(moment: datetime, offset: str) -> str:
+    try:
+        sign = -1 if offset.startswith("-") else 1
+        zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
+    except (ValueError, IndexError):
+        zone = UTC
+    return moment.astimezone(zone).isoformat(timespec="milliseconds")
+
+
+async def _actors(session: AsyncSession, entries: list[TraceEntry]) -> dict[int, str]:
+    """Event pk → who recorded it: the event's `zt:actor`, else the actor of its custody step."""
+    found: dict[int, str] = {}
+    steps: dict[int, int] = {}
+    for entry in entries:
+        actor = entry.body.get("zt:actor")
+        if isinstance(actor, str) and actor:
+            found[entry.event.id] = actor
+        elif str(entry.body.get("zt:codeEvent", "")).isdigit():
+            steps[int(entry.body["zt:codeEvent"])] = entry.event.id
+    if steps:
+        rows = await session.execute(select(CodeEvent.id, CodeEvent.actor_label).where(CodeEvent.id.in_(list(steps))))
+        for step_id, label in rows:
+            found[steps[int(step_id)]] = str(label)
+    return found
+
+
+def _place(body: dict[str, Any], name: str) -> str | None:
+    place = body.get(name)
+    return str(place["id"]) if isinstance(place, dict) and place.get("id") else None
+
+
+async def code_trace(session: AsyncSession, tenant_id: uuid.UUID, code: str, *, with_actors: bool) -> CodeTrace:
+    """The trace of a code given as a Digital Link URI, short URL, serial or SSCC (CodeNotFound else)."""
+    view = await codes_service.lookup(session, code)
+    epc = normalize_epc(view.uri)
+    trace = await trace_of(session, tenant_id, epc)
+    signed = await checkpoints.latest_checkpoint(session, tenant_id)
+    actors = await _actors(session, trace.entries) if with_actors else {}
+    steps: list[Step] = []
+    for entry in trace.entries:
+        event = entry.event
+        proof = None
+        if signed is not None and entry.leaf_index is not None and entry.leaf_index < signed.tree_size:
+            path = await log.inclusion_proof(session, tenant_id, entry.leaf_index, signed.tree_size)
+            proof = Proof(entry.leaf_index, signed.tree_size, path)
+        biz_step = bare_term(event.biz_step, "BizStep")
+        steps.append(
+            Step(
+                entry=entry,
+                time=local_time(event.event_time, event.event_timezone_offset),
+                biz_step=biz_step,
+                action=event.action,
+                what=words_for(biz_step, event.action),
+                read_point=_place(event.body, "readPoint"),
+                read_point_name=event.body.get("zt:readPointName") or None,
+                biz_location=_place(event.body, "bizLocation"),
+                who=actors.get(event.id),
+                proof=proof,
+            )
+        )
+    container_uri = None
+    if view.parent_serial:
+        container = await codes_service.lookup(session, view.parent_serial)
+        container_uri = container.uri
+    return CodeTrace(
+        view=view,
+        epc=epc,
+        steps=steps,
+        intervals=trace.intervals,
+        checkpoint=signed,
+        origin=checkpoints.parse_checkpoint(signed.note).origin if signed else None,
+        container_uri=container_uri,
+    )
+
+
+async def verify(session: AsyncSession, tenant_id: uuid.UUID, result: CodeTrace) -> None:
+    """Check the checkpoint's signature with the brand's key and every step's inclusion proof."""
+    if result.checkpoint is None:
+        return
+    keys = {key.version: key for key in await checkpoints.public_keys(session, tenant_id)}
+    key = keys.get(result.checkpoint.key_version)
+    try:
+        if key is None:
+            raise checkpoints.CheckpointInvalid("the checkpoint's key is unknown")
+        signed = checkpoints.verify_checkpoint(result.checkpoint.note, key.public_key, key.key_name)
+    except checkpoints.CheckpointInvalid as exc:
+        result.checkpoint_verified = False
+        result.problems.append(str(exc))
+        for step in result.steps:
+            step.verified = False if step.proof else None
+        return
+    result.checkpoint_verified = True
+    for step in result.steps:
+        if step.proof is None:
+            continue
+        step.verified = step.proof.tree_size == signed.tree_size and merkle.verify_inclusion(
+            merkle.leaf_hash(step.entry.hash_id.encode()),
+            step.proof.leaf_index,
+            step.proof.tree_size,
+            step.proof.path,
+            signed.root_hash,
+        )

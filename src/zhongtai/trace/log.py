@@ -24,7 +24,19 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import cast
 
-from sqlalchemy import BigInteger, SmallInteger, Table, Uuid, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    LargeBinary,
+    SmallInteger,
+    Table,
+    TextClause,
+    Uuid,
+    bindparam,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -92,6 +104,21 @@ async def _reserve(session: AsyncSession, tenant_id: uuid.UUID, count: int) -> i
     return int(new_size) - count
 
 
+def _sqlite_fetch(tenant_id: uuid.UUID, nodes: list[merkle.NodeId]) -> tuple[TextClause, dict[str, object]]:
+    """The wanted ids as a VALUES list joined on the primary key: SQLite probes the index per node
+    (with `level = … AND node_index IN (…) OR …` its planner scans the brand's whole tree)."""
+    values = ", ".join(f"(:l{n}, :i{n})" for n in range(len(nodes)))
+    statement = text(
+        f"WITH wanted(level, node_index) AS (VALUES {values})"  # noqa: S608 - placeholders only
+        " SELECT n.level, n.node_index, n.hash FROM wanted JOIN trace_log_nodes AS n"
+        " ON n.tenant_id = :tenant_id AND n.level = wanted.level AND n.node_index = wanted.node_index"
+    ).bindparams(bindparam("tenant_id", type_=Uuid))
+    params: dict[str, object] = {"tenant_id": tenant_id}
+    for n, (level, index) in enumerate(nodes):
+        params[f"l{n}"], params[f"i{n}"] = level, index
+    return statement, params
+
+
 async def _fetch(
     session: AsyncSession, tenant_id: uuid.UUID, wanted: Iterable[merkle.NodeId]
 ) -> dict[merkle.NodeId, bytes]:
@@ -106,17 +133,7 @@ async def _fetch(
             {"tenant_id": tenant_id, "levels": [lvl for lvl, _ in nodes], "indexes": [ix for _, ix in nodes]},
         )
     else:
-        by_level: dict[int, list[int]] = {}
-        for level, index in nodes:
-            by_level.setdefault(level, []).append(index)
-        rows = await session.execute(
-            select(TraceLogNode.level, TraceLogNode.node_index, TraceLogNode.hash).where(
-                TraceLogNode.tenant_id == tenant_id,
-                or_(
-                    *(and_(TraceLogNode.level == lvl, TraceLogNode.node_index.in_(ix)) for lvl, ix in by_level.items())
-                ),
-            )
-        )
+        rows = await session.execute(*_sqlite_fetch(tenant_id, nodes))
     found = {(int(level), int(index)): bytes(value) for level, index, value in rows}
     missing = set(nodes) - found.keys()
     if missing:
@@ -209,16 +226,14 @@ async def consistency_proof(session: AsyncSession, tenant_id: uuid.UUID, first: 
 
 async def leaf_index_of(session: AsyncSession, tenant_id: uuid.UUID, entry: bytes) -> int | None:
     """The first leaf index holding `entry`, or None."""
-    index = await session.scalar(
-        select(TraceLogNode.node_index)
-        .where(
-            TraceLogNode.tenant_id == tenant_id,
-            TraceLogNode.level == 0,
-            TraceLogNode.hash == merkle.leaf_hash(entry),
-        )
-        .order_by(TraceLogNode.node_index)
-        .limit(1)
-    )
+    # `level = 0` literally, so that the partial index applies to every plan; SQLite's planner prefers
+    # the primary key (a scan of the brand's leaves) unless told. Core SQL: the tenant is filtered here.
+    hint = " INDEXED BY ix_trace_log_nodes_leaf_hash" if session.get_bind().dialect.name == "sqlite" else ""
+    statement = text(
+        f"SELECT min(node_index) FROM trace_log_nodes{hint}"  # noqa: S608 - a fixed index name
+        " WHERE tenant_id = :tenant_id AND level = 0 AND hash = :hash"
+    ).bindparams(bindparam("tenant_id", type_=Uuid), bindparam("hash", type_=LargeBinary))
+    index = await session.scalar(statement, {"tenant_id": tenant_id, "hash": merkle.leaf_hash(entry)})
     return None if index is None else int(index)
 
 

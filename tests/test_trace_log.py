@@ -211,3 +211,39 @@ async def test_appends_schedule_one_signing_job_per_interval(runtime: Runtime) -
     assert head is not None
     assert head.tree_size == 4
     assert states == {"done"}
+
+
+async def test_node_and_leaf_lookups_probe_indexes_not_the_whole_tree(runtime: Runtime) -> None:
+    """A planner that scans a brand's tree makes appends and proofs O(n); check the plans on each tier."""
+    from sqlalchemy import BigInteger, LargeBinary, SmallInteger, Uuid, bindparam, text
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    brand = await make_brand(runtime)
+    await append(runtime, brand.id, entries(0, 300))
+    nodes = sorted(merkle.nodes_for(merkle.inclusion_ranges(123, 300)))
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        if runtime.db.dialect == "sqlite":
+            statement, params = log._sqlite_fetch(brand.id, nodes)
+            fetch_plan = await session.execute(
+                text("EXPLAIN QUERY PLAN " + statement.text).bindparams(bindparam("tenant_id", type_=Uuid)), params
+            )
+            assert any("USING INDEX" in row[-1] and "node_index=?" in row[-1] for row in fetch_plan)
+            leaf_plan = await session.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT min(node_index) FROM trace_log_nodes INDEXED BY"
+                    " ix_trace_log_nodes_leaf_hash WHERE tenant_id = :t AND level = 0 AND hash = :h"
+                ).bindparams(bindparam("t", type_=Uuid), bindparam("h", type_=LargeBinary)),
+                {"t": brand.id, "h": merkle.leaf_hash(b"x")},
+            )
+            assert any("ix_trace_log_nodes_leaf_hash" in row[-1] for row in leaf_plan)
+        else:
+            plan = await session.execute(
+                text("EXPLAIN " + log._PG_FETCH.text).bindparams(
+                    bindparam("levels", type_=ARRAY(SmallInteger)),
+                    bindparam("indexes", type_=ARRAY(BigInteger)),
+                    bindparam("tenant_id", type_=Uuid),
+                ),
+                {"tenant_id": brand.id, "levels": [n[0] for n in nodes], "indexes": [n[1] for n in nodes]},
+            )
+            assert any("pk_trace_log_nodes" in row[0] for row in plan)
+        assert await log.leaf_index_of(session, brand.id, entries(77, 1)[0]) == 77

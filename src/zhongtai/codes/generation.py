@@ -125,10 +125,12 @@ def _sorted_serials(count: int) -> list[str]:
 class _SerialsAhead:
     """Fresh sorted serials for the next chunk, made in a worker thread while this chunk is written.
 
-    The database does the insert in its own process (PostgreSQL) or thread (SQLite) while the event
-    loop waits, so the serials of the next chunk cost no time of their own — and no time under the
-    chunk's locks. Serials made ahead are used once, by the chunk they were made for (a retried chunk
-    takes them too: they are as fresh as new ones), or thrown away."""
+    PostgreSQL does the COPY in its own process while the event loop waits, so the serials of the
+    next chunk cost no time of their own — and no time under the chunk's locks. Not on SQLite: its
+    insert runs in aiosqlite's thread and takes the GIL for every row, so Python work in a third
+    thread cannot overlap it, only contend with it. Serials made ahead are used once, by the chunk
+    they were made for (a retried chunk takes them too: they are as fresh as new ones), or thrown
+    away."""
 
     def __init__(self) -> None:
         self._ahead: tuple[int, asyncio.Task[list[str]]] | None = None
@@ -177,7 +179,7 @@ async def _write_chunk(
             ]
         else:
             values = await serials.take(count)
-            if done + count < batch.quantity:
+            if done + count < batch.quantity and database.dialect == "postgresql":
                 serials.prepare(min(chunk_size, batch.quantity - done - count))
         await _insert_rows(session, tenant_id, first_id, values, level=batch.level, scheme=batch.scheme)
         finished = done + count >= batch.quantity

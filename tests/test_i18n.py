@@ -22,6 +22,7 @@ from zhongtai.core.permissions import PERMISSIONS
 from zhongtai.core.permissions import ROLE_LABELS as CORE_ROLE_LABELS
 from zhongtai.h5 import pages as h5_pages
 from zhongtai.i18n import catalog, translate
+from zhongtai.trace import steps as trace_steps
 
 domains.load_all()  # every module's permissions and navigation entries
 SRC = Path(rendering.__file__).resolve().parents[1]
@@ -92,6 +93,7 @@ def all_source_strings() -> dict[str, set[str]]:
         "service errors": _service_messages() | _default_messages(),
         "password problems": {"Use a less repetitive password.", "This password is too common."},
         "consumer sign-in": set(h5_pages.CONSUMER_MESSAGES) | set(h5_pages.CONSUMER_ERROR_CODES.values()),
+        "trace steps": set(trace_steps.BIZ_STEP_WORDS.values()) | set(trace_steps.ACTION_WORDS.values()),
     }
 
 

@@ -286,3 +286,16 @@ async def test_trace_of_another_brand_is_refused(client: httpx.AsyncClient, runt
     assert public.status_code == 404
     async with runtime.db.unit_of_work(tenant_id=other.id) as session:
         assert (await trace_of(session, other.id, item_uri(packed.items[1]))).entries == []
+
+
+def test_consumer_trace_partial_points_at_the_public_data() -> None:
+    from types import SimpleNamespace
+
+    from zhongtai.console.rendering import templates
+
+    html = templates.get_template("h5/_trace.html").render(
+        _=lambda message, **values: message, tenant=SimpleNamespace(slug="moutai-demo"), code="https://x/01/1?a=<b>"
+    )
+    assert 'data-url="/h5/moutai-demo/trace-data?code=https%3A//x/01/1%3Fa%3D%3Cb%3E"' in html
+    assert '<script src="/static/trace-verify.js"></script>' in html
+    assert '<script src="/static/trace-view.js"></script>' in html

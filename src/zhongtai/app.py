@@ -26,10 +26,10 @@ from zhongtai.core.logs import configure_logging, request_id_var
 from zhongtai.core.middleware import RequestContextMiddleware
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
-from zhongtai.trace import epcis_api
+from zhongtai.trace import console as trace_console
+from zhongtai.trace import epcis_api, trace_api
 from zhongtai.trace import log_api as trace_log_api
 from zhongtai.trace import producers as _trace_producers  # noqa: F401 - registers the custody-step job
-from zhongtai.trace import trace_api
 
 log = logging.getLogger("zhongtai.app")
 
@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(console_router)
     app.include_router(catalog_console.router)
     app.include_router(codes_console.router)
+    app.include_router(trace_console.router)
     app.include_router(h5_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

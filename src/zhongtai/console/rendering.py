@@ -27,6 +27,7 @@ TEMPLATE_DIRS = [
     Path(__file__).parent.parent / "h5" / "templates",
     Path(__file__).parent.parent / "catalog" / "templates",
     Path(__file__).parent.parent / "codes" / "templates",
+    Path(__file__).parent.parent / "trace" / "templates",
 ]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)
 
@@ -58,6 +59,7 @@ NAV: list[NavItem] = [
     NavItem("/console/codes/batches", "Code batches", "qr", "codes.read"),
     NavItem("/console/codes/lookup", "Code lookup", "search", "codes.read"),
     NavItem("/console/codes/settings", "Code settings", "cog", "codes.settings"),
+    NavItem("/console/trace", "Trace", "truck", "trace.read"),
 ]
 
 ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.trace import merkle, models
@@ -46,9 +46,37 @@ class Interval:
         return self.start <= moment and (self.end is None or moment < self.end)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """The columns of a `trace_events` row a trace needs (read as plain rows: no ORM objects)."""
+
+    id: int
+    event_id: str
+    hash_id: str
+    event_type: str
+    action: str | None
+    event_time: datetime
+    event_timezone_offset: str
+    biz_step: str | None
+    body: dict[str, Any]
+
+
+EVENT_COLUMNS = (
+    TraceEvent.id,
+    TraceEvent.event_id,
+    TraceEvent.hash_id,
+    TraceEvent.event_type,
+    TraceEvent.action,
+    TraceEvent.event_time,
+    TraceEvent.event_timezone_offset,
+    TraceEvent.biz_step,
+    TraceEvent.body,
+)
+
+
 @dataclass(frozen=True)
 class TraceEntry:
-    event: TraceEvent
+    event: StoredEvent
     leaf_index: int | None
     via: str | None  # the container whose event this is, None for the code's own events
 
@@ -70,10 +98,10 @@ class Trace:
 
 async def _events_naming(
     session: AsyncSession, tenant_id: uuid.UUID, epcs: Sequence[str]
-) -> dict[str, list[tuple[int, TraceEvent]]]:
+) -> dict[str, list[tuple[int, StoredEvent]]]:
     """epc → [(role, event)] of every event that names one of `epcs` as an instance identifier."""
     rows = await session.execute(
-        select(TraceEventEpc.epc, TraceEventEpc.role, TraceEvent)
+        select(TraceEventEpc.epc, TraceEventEpc.role, *EVENT_COLUMNS)
         .join(TraceEvent, TraceEvent.id == TraceEventEpc.event_pk)
         .where(
             TraceEventEpc.tenant_id == tenant_id,
@@ -82,17 +110,17 @@ async def _events_naming(
         )
         .limit(MAX_EVENTS_PER_CODE * len(epcs))
     )
-    found: dict[str, list[tuple[int, TraceEvent]]] = {epc: [] for epc in epcs}
-    for epc, role, event in rows:
-        found[str(epc)].append((int(role), event))
+    found: dict[str, list[tuple[int, StoredEvent]]] = {epc: [] for epc in epcs}
+    for epc, role, *columns in rows:
+        found[str(epc)].append((int(role), StoredEvent(*columns)))
     return found
 
 
-def _order(event: TraceEvent) -> tuple[datetime, int]:
+def _order(event: StoredEvent) -> tuple[datetime, int]:
     return (event.event_time, event.id)
 
 
-def containers_of(epc: str, named: Sequence[tuple[int, TraceEvent]], depth: int) -> list[Interval]:
+def containers_of(epc: str, named: Sequence[tuple[int, StoredEvent]], depth: int) -> list[Interval]:
     """The intervals during which `epc` was inside a container, from the AggregationEvents naming it.
 
     An ADD with `epc` among the children opens an interval; a DELETE naming it as a child, or a
@@ -120,7 +148,7 @@ def containers_of(epc: str, named: Sequence[tuple[int, TraceEvent]], depth: int)
     return intervals
 
 
-def _emptied_at(container: str, named: Sequence[tuple[int, TraceEvent]]) -> list[datetime]:
+def _emptied_at(container: str, named: Sequence[tuple[int, StoredEvent]]) -> list[datetime]:
     """Times of DELETE AggregationEvents of `container` that list no children (all taken out)."""
     return sorted(
         event.event_time
@@ -148,7 +176,7 @@ def _clip(interval: Interval, emptied: Sequence[datetime], outer: Interval | Non
     return Interval(interval.container, interval.child, start, end, interval.depth)
 
 
-def _inherited(role: int, event: TraceEvent) -> bool:
+def _inherited(role: int, event: StoredEvent) -> bool:
     """Is this event of a container about the container itself? Packing *other* codes into it is not."""
     return not (role == models.PARENT and event.event_type == AGGREGATION)
 
@@ -161,7 +189,8 @@ async def leaf_indexes(session: AsyncSession, tenant_id: uuid.UUID, hash_ids: Se
     rows = await session.execute(
         select(TraceLogNode.hash, TraceLogNode.node_index).where(
             TraceLogNode.tenant_id == tenant_id,
-            TraceLogNode.level == 0,
+            # A literal, not a parameter: a generic plan can then use the partial index (level = 0).
+            TraceLogNode.level == literal_column("0"),
             TraceLogNode.hash.in_(list(by_leaf)),
         )
     )
@@ -177,7 +206,7 @@ async def trace_of(session: AsyncSession, tenant_id: uuid.UUID, epc: str) -> Tra
     epc = normalize_epc(epc)
     trace = Trace(epc)
     named = await _events_naming(session, tenant_id, [epc])
-    chosen: dict[int, tuple[TraceEvent, str | None]] = {event.id: (event, None) for _, event in named[epc]}
+    chosen: dict[int, tuple[StoredEvent, str | None]] = {event.id: (event, None) for _, event in named[epc]}
     frontier: list[tuple[Interval, Interval | None]] = [(i, None) for i in containers_of(epc, named[epc], 1)]
     depth = 1
     while frontier and depth <= MAX_DEPTH:

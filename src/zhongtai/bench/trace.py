@@ -1,0 +1,588 @@
+"""`zhongtai bench trace`: EPCIS capture throughput, the full trace of one code among N stored events,
+and inclusion proofs at N leaves, per tier.
+
+Per tier (embedded: SQLite in a temporary data dir; postgres: a temporary PostgreSQL database when it
+answers), in a fresh, migrated database:
+
+1. **capture** — documents of 100 events each through the real capture path
+   (`capture.do_receive`: schema validation, canonical form, event hashes, the duplicate check, the
+   inserts, the EPC index and the log append), each document in its own committed transaction →
+   events/s; beside it the **raw insert** rate of the same rows (the same multi-row INSERTs of the
+   events and their EPC rows, prepared before the clock starts, nothing else) in another brand;
+2. **trace** — N filler events of one brand (about ten per item, as a brand's history looks) are
+   bulk-loaded with their EPC rows and their log leaves (binary COPY on PostgreSQL, executemany on
+   SQLite; the log's node table built with `merkle.build_nodes` as `log.append` stores it). Then one
+   item's own history (10 events), its packing into a case and the case onto a pallet, and the case's
+   and pallet's events are captured through the real path (appending to the bulk-built log, whose
+   head is then signed — a consistency check of the load), and `view.trace_of` of the item runs
+   `RUNS` times, each in its own transaction → p50/p95 ms;
+3. **proof** — `log.inclusion_proof` of random leaves at the log's size (N + the captured events),
+   `RUNS` times → p50/p95 ms.
+
+N is ZT_BENCH_TRACE_EVENTS (both tiers) or 10,000,000 on PostgreSQL and 1,000,000 on the embedded
+tier (ZT_BENCH_TRACE_EVENTS_EMBEDDED overrides that one); ZT_BENCH_TRACE_DOCUMENTS documents of
+capture (default 100, i.e. 10,000 events). Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from rich.console import Console
+from sqlalchemy import Table, func, insert, select, text
+from stdnum import ean
+
+from zhongtai.bench import servers
+from zhongtai.bench.registry import benchmark
+from zhongtai.core import accounts, migrate
+from zhongtai.core.crypto import Crypto
+from zhongtai.core.db import Database
+from zhongtai.core.permissions import Role, permissions_for_role
+from zhongtai.core.principals import Principal, PrincipalKind
+from zhongtai.core.settings import Settings
+from zhongtai.trace import capture, checkpoint, log, merkle, models
+from zhongtai.trace.log_models import TraceLog, TraceLogNode
+from zhongtai.trace.models import TraceEvent, TraceEventEpc
+from zhongtai.trace.view import trace_of
+
+TIERS = ("embedded", "postgres")
+DEFAULT_EVENTS = {"postgres": 10_000_000, "embedded": 1_000_000}
+DEFAULT_DOCUMENTS = 100
+EVENTS_PER_DOCUMENT = 100
+EVENTS_PER_FILLER_ITEM = 10
+LOAD_CHUNK = 200_000
+RUNS = 200
+WARMUP_RUNS = 20
+TRACED_OWN_EVENTS = 10  # the traced item's own events; with its case's and pallet's while packed: 16
+TRACED_EVENTS = 16
+GTIN = "06901234567892"
+EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+BIZ_STEP = "https://ref.gs1.org/cbv/BizStep-"
+START = datetime(2025, 1, 1, tzinfo=UTC)
+EVENTS = cast(Table, TraceEvent.__table__)
+EVENT_EPCS = cast(Table, TraceEventEpc.__table__)
+NODES = cast(Table, TraceLogNode.__table__)
+EVENT_COLUMNS = (
+    "id",
+    "tenant_id",
+    "event_id",
+    "hash_id",
+    "event_type",
+    "action",
+    "event_time",
+    "event_timezone_offset",
+    "record_time",
+    "biz_step",
+    "body",
+)
+EPC_COLUMNS = ("id", "tenant_id", "event_pk", "role", "epc")
+NODE_COLUMNS = ("tenant_id", "level", "node_index", "hash")
+
+progress = Console(stderr=True, soft_wrap=True)
+
+
+def events_from_env(tier: str) -> int:
+    raw = os.environ.get("ZT_BENCH_TRACE_EVENTS_EMBEDDED" if tier == "embedded" else "", "") or os.environ.get(
+        "ZT_BENCH_TRACE_EVENTS", ""
+    )
+    value = raw.replace("_", "").replace(",", "")
+    return int(value) if value else DEFAULT_EVENTS[tier]
+
+
+def documents_from_env() -> int:
+    value = os.environ.get("ZT_BENCH_TRACE_DOCUMENTS", "").replace("_", "")
+    return int(value) if value else DEFAULT_DOCUMENTS
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+# Databases and brands.
+
+
+@contextmanager
+def _fresh_database(tier: str) -> Iterator[Settings]:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"zt-bench-trace-{tier}-"))
+    try:
+        if tier == "embedded":
+            settings = _settings(data_dir, None)
+            migrate.upgrade(settings)
+            yield settings
+        else:
+            with servers.postgres_database() as database_url:
+                settings = _settings(data_dir, database_url)
+                migrate.upgrade(settings)
+                yield settings
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _settings(data_dir: Path, database_url: str | None) -> Settings:
+    return Settings(
+        env="development",
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=None,
+        in_process_worker=False,
+        log_level="WARNING",
+        log_json=False,
+    )
+
+
+def _actor(tenant_id: uuid.UUID) -> Principal:
+    return Principal(
+        kind=PrincipalKind.SYSTEM,
+        id=uuid.UUID(int=0),
+        tenant_id=tenant_id,
+        label="bench",
+        permissions=permissions_for_role(Role.OWNER, is_platform_tenant=False),
+        role=Role.OWNER.value,
+        is_platform=False,
+    )
+
+
+async def _brand(database: Database) -> uuid.UUID:
+    slug = f"bench-{uuid.uuid4().hex[:8]}"
+    async with database.unit_of_work(all_tenants=True) as session:
+        tenant, _owner = await accounts.do_create_tenant(
+            session, slug=slug, name="Bench brand", owner_email=f"owner@{slug}.example", owner_password=uuid.uuid4().hex
+        )
+    return tenant.id
+
+
+# Events.
+
+
+def _item(serial: str) -> str:
+    return f"https://id.gs1.org/01/{GTIN}/21/{serial}"
+
+
+def _sscc(number: int) -> str:
+    body = f"0690123{number:010d}"
+    return f"https://id.gs1.org/00/{body}{ean.calc_check_digit(body)}"
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _object_event(epc: str, moment: datetime, step: str, action: str = "OBSERVE") -> dict[str, Any]:
+    return {
+        "type": "ObjectEvent",
+        "eventTime": _time(moment),
+        "eventTimeZoneOffset": "+08:00",
+        "epcList": [epc],
+        "action": action,
+        "bizStep": step,
+        "readPoint": {"id": "urn:epc:id:sgln:6901234.00001.0"},
+    }
+
+
+def _aggregation(parent: str, child: str, moment: datetime, action: str) -> dict[str, Any]:
+    return {
+        "type": "AggregationEvent",
+        "eventTime": _time(moment),
+        "eventTimeZoneOffset": "+08:00",
+        "parentID": parent,
+        "childEPCs": [child],
+        "action": action,
+        "bizStep": "packing" if action == "ADD" else "unpacking",
+    }
+
+
+def _document(event_list: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "@context": [EPCIS_CONTEXT],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": _time(START),
+        "epcisBody": {"eventList": event_list},
+    }
+
+
+def capture_documents(count: int, run: str) -> list[dict[str, Any]]:
+    """`count` documents of 100 distinct ObjectEvents (one item each, a few steps per item)."""
+    steps = ("commissioning", "packing", "shipping", "receiving", "storing")
+    documents = []
+    for d in range(count):
+        event_list = [
+            _object_event(
+                _item(f"{run}{d:05d}{e // 5:04d}"),
+                START + timedelta(minutes=d * EVENTS_PER_DOCUMENT + e),
+                steps[e % 5],
+                "ADD" if e % 5 == 0 else "OBSERVE",
+            )
+            for e in range(EVENTS_PER_DOCUMENT)
+        ]
+        documents.append(_document(event_list))
+    return documents
+
+
+# (a) capture throughput vs raw inserts.
+
+
+async def _capture(database: Database, documents: list[dict[str, Any]]) -> float:
+    tenant_id = await _brand(database)
+    actor = _actor(tenant_id)
+    elapsed = 0.0
+    for number, document in enumerate(documents, 1):
+        started = time.perf_counter()
+        async with database.unit_of_work(tenant_id=tenant_id) as session:
+            job = await capture.do_receive(session, actor, document)
+        elapsed += time.perf_counter() - started
+        if job.stored_count != EVENTS_PER_DOCUMENT:
+            raise RuntimeError(f"capture stored {job.stored_count} of {EVENTS_PER_DOCUMENT} events: {job.errors}")
+        _report("capture", number * EVENTS_PER_DOCUMENT, len(documents) * EVENTS_PER_DOCUMENT, EVENTS_PER_DOCUMENT)
+    return elapsed
+
+
+def _stored_rows(tenant_id: uuid.UUID, document: dict[str, Any]) -> list[tuple[dict[str, Any], list[str]]]:
+    """The rows capture stores for a document's events (hash IDs made up: nothing is hashed here)."""
+    rows = []
+    for event in document["epcisBody"]["eventList"]:
+        hash_id = f"ni:///sha-256;{uuid.uuid4().hex}{uuid.uuid4().hex}?ver=CBV2.0"
+        rows.append(
+            (
+                {
+                    "tenant_id": tenant_id,
+                    "event_id": hash_id,
+                    "hash_id": hash_id,
+                    "event_type": event["type"],
+                    "action": event["action"],
+                    "event_time": datetime.fromisoformat(event["eventTime"]),
+                    "event_timezone_offset": event["eventTimeZoneOffset"],
+                    "record_time": START,
+                    "biz_step": BIZ_STEP + event["bizStep"],
+                    "read_point": event["readPoint"]["id"],
+                    "body": {**event, "eventID": hash_id},
+                },
+                list(event["epcList"]),
+            )
+        )
+    return rows
+
+
+async def _raw_insert(database: Database, documents: list[dict[str, Any]]) -> float:
+    tenant_id = await _brand(database)
+    elapsed = 0.0
+    for number, document in enumerate(documents, 1):
+        rows = _stored_rows(tenant_id, document)
+        started = time.perf_counter()
+        async with database.unit_of_work(tenant_id=tenant_id) as session:
+            inserted = await session.execute(
+                insert(EVENTS).values([row for row, _ in rows]).returning(EVENTS.c.id, EVENTS.c.hash_id)
+            )
+            pk_of = {hash_id: pk for pk, hash_id in inserted}
+            await session.execute(
+                insert(EVENT_EPCS),
+                [
+                    {"tenant_id": tenant_id, "event_pk": pk_of[row["hash_id"]], "role": models.EPC, "epc": epc}
+                    for row, epcs in rows
+                    for epc in epcs
+                ],
+            )
+        elapsed += time.perf_counter() - started
+        _report("raw insert", number * EVENTS_PER_DOCUMENT, len(documents) * EVENTS_PER_DOCUMENT, EVENTS_PER_DOCUMENT)
+    return elapsed
+
+
+# (b) and (c): bulk-loaded filler, a traced item, timings.
+
+
+def _filler_chunk(
+    tenant_id: uuid.UUID, first: int, count: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[bytes]]:
+    """Events first … first + count - 1 (0-based): ten per item, their EPC rows and their leaf hashes."""
+    events_rows: list[tuple[Any, ...]] = []
+    epc_rows: list[tuple[Any, ...]] = []
+    leaves: list[bytes] = []
+    for i in range(first, first + count):
+        hash_id = f"ni:///sha-256;{i:064x}?ver=CBV2.0"
+        epc = _item(f"F{i // EVENTS_PER_FILLER_ITEM:015d}")
+        moment = START + timedelta(seconds=i)
+        step = BIZ_STEP + ("commissioning" if i % EVENTS_PER_FILLER_ITEM == 0 else "shipping")
+        body = json.dumps(
+            {
+                "type": "ObjectEvent",
+                "eventTime": _time(moment),
+                "eventTimeZoneOffset": "+08:00",
+                "epcList": [epc],
+                "action": "OBSERVE",
+                "bizStep": step,
+                "eventID": hash_id,
+            },
+            separators=(",", ":"),
+        )
+        events_rows.append(
+            (i + 1, tenant_id, hash_id, hash_id, "ObjectEvent", "OBSERVE", moment, "+08:00", moment, step, body)
+        )
+        epc_rows.append((i + 1, tenant_id, i + 1, models.EPC, epc))
+        leaves.append(merkle.leaf_hash(hash_id.encode()))
+    return events_rows, epc_rows, leaves
+
+
+async def _copy(session: Any, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    await raw.copy_records_to_table(table, records=records, columns=list(columns))
+
+
+async def _insert_many(session: Any, table: Table, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
+    json_column = "body" in columns
+    rows = [dict(zip(columns, record, strict=True)) for record in records]
+    if json_column:
+        for row in rows:
+            row["body"] = json.loads(row["body"])
+    await session.execute(insert(table), rows)
+
+
+async def _bulk_load(database: Database, tenant_id: uuid.UUID, total: int) -> float:
+    """Load `total` filler events, their EPC rows and the log's nodes; returns seconds."""
+    is_pg = database.dialect == "postgresql"
+    started = time.perf_counter()
+    frontier: dict[merkle.NodeId, bytes] = {}
+    done = 0
+    while done < total:
+        count = min(LOAD_CHUNK, total - done)
+        event_rows, epc_rows, leaves = _filler_chunk(tenant_id, done, count)
+        created = merkle.build_nodes(done, leaves, frontier)
+        node_rows = [(tenant_id, level, index, value) for (level, index), value in created.items()]
+        known = {**frontier, **created}
+        frontier = {node: known[node] for node in merkle.root_nodes(done + count)}
+        async with database.unit_of_work(tenant_id=tenant_id) as session:
+            if is_pg:
+                await session.execute(text("SET LOCAL synchronous_commit = off"))
+                await _copy(session, EVENTS.name, EVENT_COLUMNS, event_rows)
+                await _copy(session, EVENT_EPCS.name, EPC_COLUMNS, epc_rows)
+                await _copy(session, NODES.name, NODE_COLUMNS, node_rows)
+            else:
+                await _insert_many(session, EVENTS, EVENT_COLUMNS, event_rows)
+                await _insert_many(session, EVENT_EPCS, EPC_COLUMNS, epc_rows)
+                await _insert_many(session, NODES, NODE_COLUMNS, node_rows)
+        done += count
+        _report("bulk load", done, total, count)
+    async with database.unit_of_work(tenant_id=tenant_id) as session:
+        session.add(TraceLog(tenant_id=tenant_id, size=total))
+        if is_pg:
+            for table in (EVENTS.name, EVENT_EPCS.name):
+                await session.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), :last)"),
+                    {"last": total},
+                )
+    if is_pg:
+        async with database.engine.connect() as connection:
+            await connection.execute(text("COMMIT"))
+            for table in (EVENTS.name, EVENT_EPCS.name, NODES.name):
+                await connection.execute(text(f"VACUUM ANALYZE {table}"))
+    return time.perf_counter() - started
+
+
+def traced_item_documents() -> tuple[str, list[dict[str, Any]]]:
+    """The traced item's history: 10 own events, packed into a case, the case onto a pallet, events of
+    the case and the pallet while packed, and one of the case after the item was taken out."""
+    item, case, pallet = _item("TRACEDITEM000001"), _sscc(1), _sscc(2)
+    at = START + timedelta(days=400)
+    hour = timedelta(hours=1)
+    event_list = [
+        _object_event(item, at, "commissioning", "ADD"),
+        _object_event(case, at, "commissioning", "ADD"),
+        _object_event(pallet, at, "commissioning", "ADD"),
+        *[_object_event(item, at + hour * (1 + n) / 10, "inspecting") for n in range(4)],
+        _aggregation(case, item, at + hour * 1, "ADD"),
+        _aggregation(pallet, case, at + hour * 2, "ADD"),
+        _object_event(pallet, at + hour * 3, "shipping"),
+        _object_event(case, at + hour * 4, "receiving"),
+        _object_event(pallet, at + hour * 5, "storing"),
+        _aggregation(pallet, case, at + hour * 6, "DELETE"),
+        _object_event(case, at + hour * 7, "shipping"),
+        _aggregation(case, item, at + hour * 8, "DELETE"),
+        *[_object_event(item, at + hour * (9 + n), "retail_selling" if n == 2 else "inspecting") for n in range(3)],
+        _object_event(case, at + hour * 13, "storing"),
+    ]
+    return item, [_document(event_list)]
+
+
+async def _explain(database: Database, tenant_id: uuid.UUID, epc: str) -> list[str]:
+    """The PostgreSQL plan of the trace's main query (the EPC index → events by primary key)."""
+    statement = (
+        select(TraceEventEpc.epc, TraceEventEpc.role, TraceEvent)
+        .join(TraceEvent, TraceEvent.id == TraceEventEpc.event_pk)
+        .where(
+            TraceEventEpc.tenant_id == tenant_id,
+            TraceEventEpc.epc.in_([epc]),
+            TraceEventEpc.role.in_(models.INSTANCE_ROLES),
+        )
+    )
+    async with database.engine.connect() as connection:
+        compiled = statement.compile(connection.engine, compile_kwargs={"literal_binds": True})
+        rows = await connection.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}"))
+        return [str(row[0]) for row in rows]
+
+
+async def _trace_and_proofs(settings: Settings, total: int) -> dict[str, Any]:
+    database = Database(settings)
+    crypto = Crypto(settings.secrets)
+    try:
+        tenant_id = await _brand(database)
+        load_seconds = await _bulk_load(database, tenant_id, total)
+        progress.print(f"  bulk load: {total / load_seconds:,.0f} events/s ({load_seconds:.0f} s)")
+        item, documents = traced_item_documents()
+        async with database.unit_of_work(tenant_id=tenant_id) as session:
+            for document in documents:
+                job = await capture.do_receive(session, _actor(tenant_id), document)
+                if not job.is_success or job.stored_count != job.event_count:
+                    raise RuntimeError(f"the traced item's events were not all stored: {job.errors}")
+        async with database.unit_of_work(tenant_id=tenant_id) as session:
+            signed = await checkpoint.do_sign_tree_head(session, crypto, tenant_id, public_url=settings.public_url)
+            size = await log.size(session, tenant_id)
+            stored = int(await session.scalar(select(func.count()).select_from(TraceEvent)) or 0)
+        if signed.tree_size != size or size != stored:
+            raise RuntimeError(f"log size {size}, signed {signed.tree_size}, events {stored}")
+        plan = await _explain(database, tenant_id, item) if database.dialect == "postgresql" else []
+        for line in plan:
+            progress.print(f"    {line}")
+
+        trace_ms: list[float] = []
+        entries = 0
+        for run in range(WARMUP_RUNS + RUNS):
+            started = time.perf_counter()
+            async with database.unit_of_work(tenant_id=tenant_id) as session:
+                trace = await trace_of(session, tenant_id, item)
+            if run >= WARMUP_RUNS:
+                trace_ms.append((time.perf_counter() - started) * 1000)
+            entries = len(trace.entries)
+        own = sum(1 for e in trace.entries if e.via is None)
+        if own != TRACED_OWN_EVENTS or entries != TRACED_EVENTS or any(e.leaf_index is None for e in trace.entries):
+            raise RuntimeError(
+                f"the traced item has {entries} entries ({own} own): expected {TRACED_EVENTS} ({TRACED_OWN_EVENTS} own)"
+            )
+
+        proof_ms: list[float] = []
+        chooser = random.Random(7)
+        async with database.unit_of_work(tenant_id=tenant_id) as session:
+            root = await log.tree_head(session, tenant_id, size)
+        for run in range(WARMUP_RUNS + RUNS):
+            leaf = chooser.randrange(size)
+            started = time.perf_counter()
+            async with database.unit_of_work(tenant_id=tenant_id) as session:
+                path = await log.inclusion_proof(session, tenant_id, leaf, size)
+            if run >= WARMUP_RUNS:
+                proof_ms.append((time.perf_counter() - started) * 1000)
+            if run < WARMUP_RUNS and leaf < total:
+                hashed = merkle.leaf_hash(f"ni:///sha-256;{leaf:064x}?ver=CBV2.0".encode())
+                if not merkle.verify_inclusion(hashed, leaf, size, path, root):
+                    raise RuntimeError(f"the proof of leaf {leaf} does not verify")
+        return {
+            "load_seconds": load_seconds,
+            "log_size": size,
+            "trace_entries": entries,
+            "trace_own_entries": own,
+            "trace_ms": trace_ms,
+            "proof_ms": proof_ms,
+            "plan": plan,
+        }
+    finally:
+        await database.dispose()
+
+
+def _report(label: str, done: int, total: int, increment: int) -> None:
+    """Print progress at every tenth of the way (and at the end)."""
+    if done == total or done * 10 // total != (done - increment) * 10 // total:
+        progress.print(f"  {label:10} {done:>12,} / {total:,}")
+
+
+def _run_tier(tier: str, total: int, documents: int) -> dict[str, Any]:
+    events = documents * EVENTS_PER_DOCUMENT
+    progress.print(f"[bold]{tier} tier[/bold]: capture of {documents} documents of {EVENTS_PER_DOCUMENT} events")
+    with _fresh_database(tier) as settings:
+        capture_seconds, raw_seconds = asyncio.run(_raw_insert_then_capture(settings, documents))
+    progress.print(f"  capture {events / capture_seconds:,.0f} events/s, raw insert {events / raw_seconds:,.0f} rows/s")
+    progress.print(f"[bold]{tier} tier[/bold]: trace and proofs among {total:,} stored events")
+    with _fresh_database(tier) as settings:
+        result = asyncio.run(_trace_and_proofs(settings, total))
+    trace_ms, proof_ms = result["trace_ms"], result["proof_ms"]
+    progress.print(
+        f"  trace p50 {statistics.median(trace_ms):.2f} ms, p95 {percentile(trace_ms, 0.95):.2f} ms; "
+        f"proof p50 {statistics.median(proof_ms):.2f} ms, p95 {percentile(proof_ms, 0.95):.2f} ms"
+    )
+    return {
+        f"{tier}_capture_events": events,
+        f"{tier}_capture_events_per_s": round(events / capture_seconds),
+        f"{tier}_capture_seconds": round(capture_seconds, 2),
+        f"{tier}_raw_insert_events_per_s": round(events / raw_seconds),
+        f"{tier}_raw_insert_seconds": round(raw_seconds, 2),
+        f"{tier}_capture_ratio_to_raw_insert": round(raw_seconds / capture_seconds, 3),
+        f"{tier}_stored_events": result["log_size"],
+        f"{tier}_bulk_load_seconds": round(result["load_seconds"], 1),
+        f"{tier}_trace_entries": result["trace_entries"],
+        f"{tier}_trace_runs": len(trace_ms),
+        f"{tier}_trace_p50_ms": round(statistics.median(trace_ms), 3),
+        f"{tier}_trace_p95_ms": round(percentile(trace_ms, 0.95), 3),
+        f"{tier}_trace_max_ms": round(max(trace_ms), 3),
+        f"{tier}_proof_runs": len(proof_ms),
+        f"{tier}_proof_p50_ms": round(statistics.median(proof_ms), 3),
+        f"{tier}_proof_p95_ms": round(percentile(proof_ms, 0.95), 3),
+        **({f"{tier}_trace_plan": result["plan"]} if result["plan"] else {}),
+    }
+
+
+async def _raw_insert_then_capture(settings: Settings, documents: int) -> tuple[float, float]:
+    database = Database(settings)
+    try:
+        raw = await _raw_insert(database, capture_documents(documents, "R"))
+        captured = await _capture(database, capture_documents(documents, "C"))
+    finally:
+        await database.dispose()
+    return captured, raw
+
+
+@benchmark("trace", "EPCIS capture vs raw inserts, the full trace of one code and inclusion proofs among N events")
+def run_trace_benchmark(
+    events: int | None = None,
+    *,
+    tiers: Sequence[str] | None = None,
+    documents: int | None = None,
+    **_ignored: Any,
+) -> dict[str, Any]:
+    """Measure every tier that can run here (or `tiers`). `--seconds`/`--connections` do not apply."""
+    wanted = list(tiers) if tiers is not None else list(TIERS)
+    skipped: dict[str, str] = {}
+    if "postgres" in wanted and not servers.postgres_answers():
+        wanted.remove("postgres")
+        skipped["postgres"] = "PostgreSQL does not answer"
+        progress.print("[yellow]postgres tier skipped:[/yellow] PostgreSQL does not answer")
+    document_count = documents if documents is not None else documents_from_env()
+    load_at_start = os.getloadavg()[0]
+    figures: dict[str, Any] = {}
+    sizes: dict[str, int] = {}
+    for tier in wanted:
+        sizes[tier] = events if events is not None else events_from_env(tier)
+        if sizes[tier] < 1:
+            raise ValueError("the number of stored events must be at least 1")
+        figures.update(_run_tier(tier, sizes[tier], document_count))
+    return {
+        "filler_events": sizes,
+        "documents": document_count,
+        "events_per_document": EVENTS_PER_DOCUMENT,
+        "runs": RUNS,
+        "tiers": wanted,
+        **({"skipped_tiers": skipped} if skipped else {}),
+        "load_average_1m_at_start": round(load_at_start, 2),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        **figures,
+    }

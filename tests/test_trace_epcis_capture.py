@@ -18,7 +18,8 @@ from zhongtai.core.runtime import Runtime
 from zhongtai.trace import capture, log
 from zhongtai.trace.models import TraceEvent, TraceEventEpc
 
-EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("shared/gs1/epcis/examples").glob("*.jsonld"))
+EXAMPLES = sorted(Path(__file__).resolve().parent.joinpath("data/gs1/examples").glob("*.jsonld"))
+assert len(EXAMPLES) == 6, "the GS1 example documents ship with the tests (tests/data/gs1)"
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 
 

@@ -25,7 +25,8 @@ from pyld import jsonld
 
 from zhongtai.trace.hashing import event_hash_id, namespaces_of, prehash_segments, prehash_string
 
-EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("shared/gs1/epcis/examples").glob("*.jsonld"))
+EXAMPLES = sorted(Path(__file__).resolve().parent.joinpath("data/gs1/examples").glob("*.jsonld"))
+assert len(EXAMPLES) == 6, "the GS1 example documents ship with the tests (tests/data/gs1)"
 CONTEXT = json.loads((Path(__file__).parents[1] / "src/zhongtai/trace/gs1/epcis-context.jsonld").read_text())
 NS = {"example": "http://ns.example.com/epcis/"}
 

@@ -23,12 +23,9 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +41,9 @@ from zhongtai.catalog.models import Product
 from zhongtai.codes import export, generation, rules
 from zhongtai.codes import service as codes_service
 from zhongtai.codes.models import GENERATED, ITEM, Code, CodeBatch
-from zhongtai.core import accounts, migrate
+from zhongtai.core import accounts
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.db import Database
-from zhongtai.core.permissions import Role, permissions_for_role
-from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.settings import Settings
 
 TIERS = ("embedded", "postgres")
@@ -87,36 +82,6 @@ def _peak_rss_mib() -> float:
 
 
 # Databases.
-
-
-@contextmanager
-def _fresh_database(tier: str) -> Iterator[Settings]:
-    """Settings of an empty, migrated database of the tier, removed afterwards."""
-    data_dir = Path(tempfile.mkdtemp(prefix=f"zt-bench-codes-{tier}-"))
-    try:
-        if tier == "embedded":
-            settings = _settings(data_dir, None)
-            migrate.upgrade(settings)
-            yield settings
-        else:
-            with servers.postgres_database() as database_url:
-                settings = _settings(data_dir, database_url)
-                migrate.upgrade(settings)
-                yield settings
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _settings(data_dir: Path, database_url: str | None) -> Settings:
-    return Settings(
-        env="development",
-        data_dir=data_dir,
-        database_url=database_url,
-        redis_url=None,
-        in_process_worker=False,
-        log_level="WARNING",
-        log_json=False,
-    )
 
 
 # Raw insert baseline.
@@ -165,18 +130,6 @@ async def _raw_insert(settings: Settings, quantity: int, chunk_size: int) -> flo
 # Generation and export.
 
 
-def _bench_actor(tenant_id: uuid.UUID) -> Principal:
-    return Principal(
-        kind=PrincipalKind.SYSTEM,
-        id=uuid.UUID(int=0),
-        tenant_id=tenant_id,
-        label="bench",
-        permissions=permissions_for_role(Role.OWNER, is_platform_tenant=False),
-        role=Role.OWNER.value,
-        is_platform=False,
-    )
-
-
 async def _request_batch(database: Database, crypto: Crypto, settings: Settings, quantity: int) -> CodeBatch:
     slug = f"bench-{uuid.uuid4().hex[:8]}"
     async with database.unit_of_work(all_tenants=True) as session:
@@ -187,7 +140,7 @@ async def _request_batch(database: Database, crypto: Crypto, settings: Settings,
             owner_email=f"owner@{slug}.example",
             owner_password=uuid.uuid4().hex,
         )
-    actor = _bench_actor(tenant.id)
+    actor = servers.bench_actor(tenant.id)
     body = "690123456789"
     async with database.unit_of_work(tenant_id=tenant.id) as session:
         product = await catalog_service.do_create_product(
@@ -282,11 +235,11 @@ def _report_progress(label: str, done: int, total: int) -> None:
 
 def _run_tier(tier: str, quantity: int, chunk_size: int) -> dict[str, Any]:
     progress.print(f"[bold]{tier} tier[/bold]: raw insert baseline of {quantity:,} rows")
-    with _fresh_database(tier) as settings:
+    with servers.migrated_database(tier, "codes") as settings:
         raw_seconds = asyncio.run(_raw_insert(settings, quantity, chunk_size))
     progress.print(f"  raw insert: {quantity / raw_seconds:,.0f} rows/s ({raw_seconds:.1f} s)")
     progress.print(f"[bold]{tier} tier[/bold]: generating an item batch of {quantity:,} codes")
-    with _fresh_database(tier) as settings:
+    with servers.migrated_database(tier, "codes") as settings:
         result = asyncio.run(_generate_and_export(settings, quantity, chunk_size))
     if result["stored"] != quantity or result["generated_count"] != quantity:
         raise RuntimeError(

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from zhongtai.app import create_app
 from zhongtai.bench import servers
-from zhongtai.bench.codes import TIERS, _bench_actor, _fresh_database, progress
+from zhongtai.bench.codes import TIERS, progress
 from zhongtai.bench.registry import benchmark
 from zhongtai.catalog import rules as catalog_rules
 from zhongtai.catalog import service as catalog_service
@@ -49,7 +49,7 @@ async def _prepare(runtime: Runtime, items: int) -> tuple[str, list[str], list[s
         tenant, _owner = await accounts.do_create_tenant(
             session, slug=slug, name="Bench brand", owner_email=f"owner@{slug}.example", owner_password=uuid.uuid4().hex
         )
-    actor = _bench_actor(tenant.id)
+    actor = servers.bench_actor(tenant.id)
     async with database.unit_of_work(tenant_id=tenant.id) as session:
         product = await catalog_service.do_create_product(
             session,
@@ -152,7 +152,7 @@ def run_custody_benchmark(
         progress.print(
             f"[bold]{tier} tier[/bold]: commission {quantity:,} items, pack them into {quantity // 10:,} cases"
         )
-        with _fresh_database(tier) as settings:
+        with servers.migrated_database(tier, "custody") as settings:
             measured = asyncio.run(_measure(settings, quantity))
         figures.update({f"{tier}_{key}": value for key, value in measured.items()})
         progress.print(

@@ -26,6 +26,10 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 from redis import Redis
 
+from zhongtai.core.permissions import Role, permissions_for_role
+from zhongtai.core.principals import Principal, PrincipalKind
+from zhongtai.core.settings import Settings
+
 PG_ADMIN_DSN = os.environ.get("ZT_BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("ZT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 START_TIMEOUT_SECONDS = 60.0
@@ -262,3 +266,52 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+# Databases and actors for benchmarks that call the services directly.
+
+
+def bench_settings(data_dir: Path, database_url: str | None) -> Settings:
+    return Settings(
+        env="development",
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=None,
+        in_process_worker=False,
+        log_level="WARNING",
+        log_json=False,
+    )
+
+
+@contextmanager
+def migrated_database(tier: str, name: str) -> Iterator[Settings]:
+    """Settings of an empty, migrated database of the tier (a temporary SQLite file or a temporary
+    PostgreSQL database), removed afterwards."""
+    from zhongtai.core import migrate
+
+    data_dir = Path(tempfile.mkdtemp(prefix=f"zt-bench-{name}-{tier}-"))
+    try:
+        if tier == "embedded":
+            settings = bench_settings(data_dir, None)
+            migrate.upgrade(settings)
+            yield settings
+        else:
+            with postgres_database() as database_url:
+                settings = bench_settings(data_dir, database_url)
+                migrate.upgrade(settings)
+                yield settings
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def bench_actor(tenant_id: uuid.UUID) -> Principal:
+    """The benchmark acts as the brand's owner."""
+    return Principal(
+        kind=PrincipalKind.SYSTEM,
+        id=uuid.UUID(int=0),
+        tenant_id=tenant_id,
+        label="bench",
+        permissions=permissions_for_role(Role.OWNER, is_platform_tenant=False),
+        role=Role.OWNER.value,
+        is_platform=False,
+    )

@@ -30,15 +30,11 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 from rich.console import Console
@@ -47,11 +43,9 @@ from stdnum import ean
 
 from zhongtai.bench import servers
 from zhongtai.bench.registry import benchmark
-from zhongtai.core import accounts, migrate
+from zhongtai.core import accounts
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.db import Database
-from zhongtai.core.permissions import Role, permissions_for_role
-from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.settings import Settings
 from zhongtai.trace import capture, checkpoint, log, merkle, models
 from zhongtai.trace.log_models import TraceLog, TraceLogNode
@@ -113,47 +107,6 @@ def percentile(values: Sequence[float], share: float) -> float:
 
 
 # Databases and brands.
-
-
-@contextmanager
-def _fresh_database(tier: str) -> Iterator[Settings]:
-    data_dir = Path(tempfile.mkdtemp(prefix=f"zt-bench-trace-{tier}-"))
-    try:
-        if tier == "embedded":
-            settings = _settings(data_dir, None)
-            migrate.upgrade(settings)
-            yield settings
-        else:
-            with servers.postgres_database() as database_url:
-                settings = _settings(data_dir, database_url)
-                migrate.upgrade(settings)
-                yield settings
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _settings(data_dir: Path, database_url: str | None) -> Settings:
-    return Settings(
-        env="development",
-        data_dir=data_dir,
-        database_url=database_url,
-        redis_url=None,
-        in_process_worker=False,
-        log_level="WARNING",
-        log_json=False,
-    )
-
-
-def _actor(tenant_id: uuid.UUID) -> Principal:
-    return Principal(
-        kind=PrincipalKind.SYSTEM,
-        id=uuid.UUID(int=0),
-        tenant_id=tenant_id,
-        label="bench",
-        permissions=permissions_for_role(Role.OWNER, is_platform_tenant=False),
-        role=Role.OWNER.value,
-        is_platform=False,
-    )
 
 
 async def _brand(database: Database) -> uuid.UUID:
@@ -238,7 +191,7 @@ def capture_documents(count: int, run: str) -> list[dict[str, Any]]:
 
 async def _capture(database: Database, documents: list[dict[str, Any]]) -> float:
     tenant_id = await _brand(database)
-    actor = _actor(tenant_id)
+    actor = servers.bench_actor(tenant_id)
     elapsed = 0.0
     for number, document in enumerate(documents, 1):
         started = time.perf_counter()
@@ -444,7 +397,7 @@ async def _trace_and_proofs(settings: Settings, total: int) -> dict[str, Any]:
         item, documents = traced_item_documents()
         async with database.unit_of_work(tenant_id=tenant_id) as session:
             for document in documents:
-                job = await capture.do_receive(session, _actor(tenant_id), document)
+                job = await capture.do_receive(session, servers.bench_actor(tenant_id), document)
                 if not job.is_success or job.stored_count != job.event_count:
                     raise RuntimeError(f"the traced item's events were not all stored: {job.errors}")
         async with database.unit_of_work(tenant_id=tenant_id) as session:
@@ -509,11 +462,11 @@ def _report(label: str, done: int, total: int, increment: int) -> None:
 def _run_tier(tier: str, total: int, documents: int) -> dict[str, Any]:
     events = documents * EVENTS_PER_DOCUMENT
     progress.print(f"[bold]{tier} tier[/bold]: capture of {documents} documents of {EVENTS_PER_DOCUMENT} events")
-    with _fresh_database(tier) as settings:
+    with servers.migrated_database(tier, "trace") as settings:
         capture_seconds, raw_seconds = asyncio.run(_raw_insert_then_capture(settings, documents))
     progress.print(f"  capture {events / capture_seconds:,.0f} events/s, raw insert {events / raw_seconds:,.0f} rows/s")
     progress.print(f"[bold]{tier} tier[/bold]: trace and proofs among {total:,} stored events")
-    with _fresh_database(tier) as settings:
+    with servers.migrated_database(tier, "trace") as settings:
         result = asyncio.run(_trace_and_proofs(settings, total))
     trace_ms, proof_ms = result["trace_ms"], result["proof_ms"]
     progress.print(

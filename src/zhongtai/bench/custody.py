@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from rich.console import Console
 from sqlalchemy import select
 
 from zhongtai.app import create_app
 from zhongtai.bench import servers
-from zhongtai.bench.codes import TIERS, progress
 from zhongtai.bench.registry import benchmark
 from zhongtai.catalog import rules as catalog_rules
 from zhongtai.catalog import service as catalog_service
@@ -33,7 +33,9 @@ from zhongtai.core import accounts
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
 
+TIERS = ("embedded", "postgres")
 ITEMS_PER_CASE = 10
+progress = Console(stderr=True)
 COMMISSION_LIMIT = custody.MAX_CODES_PER_REQUEST
 
 

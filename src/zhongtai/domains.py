@@ -13,8 +13,11 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.codes.api",
     "zhongtai.codes.generation",
     "zhongtai.trace.capture",
+    "zhongtai.trace.epcis_api",
     "zhongtai.trace.log",
+    "zhongtai.trace.log_api",
     "zhongtai.trace.producers",
+    "zhongtai.trace.trace_api",
 )
 
 

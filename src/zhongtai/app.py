@@ -14,6 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhongtai import __version__
+from zhongtai.authenticity import permissions as _authenticity_permissions  # noqa: F401
+from zhongtai.authenticity import service as _authenticity_jobs  # noqa: F401 - registers the clone-alert job
 from zhongtai.catalog import api as catalog_api
 from zhongtai.catalog import console as catalog_console
 from zhongtai.codes import api as codes_api

@@ -9,6 +9,8 @@ import importlib
 
 DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.core.api",
+    "zhongtai.authenticity.permissions",
+    "zhongtai.authenticity.service",
     "zhongtai.catalog.api",
     "zhongtai.codes.api",
     "zhongtai.codes.generation",

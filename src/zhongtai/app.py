@@ -28,6 +28,8 @@ from zhongtai.core.logs import configure_logging, request_id_var
 from zhongtai.core.middleware import RequestContextMiddleware
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
+from zhongtai.members import api as members_api
+from zhongtai.members import console as members_console
 from zhongtai.trace import console as trace_console
 from zhongtai.trace import epcis_api, trace_api
 from zhongtai.trace import log_api as trace_log_api
@@ -130,6 +132,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(epcis_api.router)
     app.include_router(trace_log_api.router)
     app.include_router(trace_api.router)
+    app.include_router(members_api.router)
 
     from zhongtai.console.pages import router as console_router
     from zhongtai.h5.pages import router as h5_router
@@ -138,6 +141,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(catalog_console.router)
     app.include_router(codes_console.router)
     app.include_router(trace_console.router)
+    app.include_router(members_console.router)
     app.include_router(h5_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

@@ -20,6 +20,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.trace.log_api",
     "zhongtai.trace.producers",
     "zhongtai.trace.trace_api",
+    "zhongtai.members.api",
 )
 
 

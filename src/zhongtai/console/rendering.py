@@ -28,6 +28,7 @@ TEMPLATE_DIRS = [
     Path(__file__).parent.parent / "catalog" / "templates",
     Path(__file__).parent.parent / "codes" / "templates",
     Path(__file__).parent.parent / "trace" / "templates",
+    Path(__file__).parent.parent / "members" / "templates",
 ]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)
 
@@ -60,6 +61,7 @@ NAV: list[NavItem] = [
     NavItem("/console/codes/lookup", "Code lookup", "search", "codes.read"),
     NavItem("/console/codes/settings", "Code settings", "cog", "codes.settings"),
     NavItem("/console/trace", "Trace", "truck", "trace.read"),
+    NavItem("/console/members/identities", "Verified members", "user", "members.read"),
 ]
 
 ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}

@@ -1,0 +1,1 @@
+"""Members: real-name verification of consumer accounts (eligibility for age-restricted sales)."""

@@ -1,0 +1,9 @@
+"""Permissions of members."""
+
+from __future__ import annotations
+
+from zhongtai.core.permissions import MANAGERS, Role, register_permission
+
+MEMBERS_READ = register_permission(
+    "members.read", "See verified members (names and ID numbers masked)", MANAGERS | {Role.OPERATOR, Role.AUDITOR}
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -26,11 +27,14 @@ from zhongtai.codes import service as codes
 from zhongtai.codes.generation import generate_batch
 from zhongtai.codes.models import Code, CodeBatch
 from zhongtai.core import jobs
+from zhongtai.core.clock import utcnow
 from zhongtai.core.consumers import PHONE_PURPOSE
 from zhongtai.core.crypto import mask_phone
 from zhongtai.core.jobs import JobContext
 from zhongtai.core.models import ApiToken, AuditEvent, Consumer, OutboxJob, Tenant, User
 from zhongtai.core.runtime import Runtime
+from zhongtai.lottery import service as lottery
+from zhongtai.lottery.models import LotteryEntry, LotterySession, LotteryStock
 from zhongtai.trace import capture as epcis_capture
 from zhongtai.trace.models import TraceEvent
 
@@ -64,6 +68,8 @@ PUBLIC_ROUTES = {
     "/epcis/log/{tenant_slug}/proof/consistency": "a Merkle consistency proof (public by design: only hashes)",
     "/epcis/log/{tenant_slug}/verify-demo": "a static page running the public verifier script",
     "/h5/{tenant_slug}/trace-data": "a code's history for the consumer page (public by design, no operators)",
+    "/api/v1/public/{tenant_slug}/lottery/{session_id}/commitment": "a lottery's commitment (public by design)",
+    "/api/v1/public/{tenant_slug}/lottery/{session_id}/draw": "a lottery's draw data (public by design, pseudonymous)",
 }
 
 
@@ -80,6 +86,8 @@ class Victim:
     batch_id: uuid.UUID | None = None
     serial: str = ""
     capture_id: str = ""
+    lottery_session_id: uuid.UUID | None = None
+    lottery_entry_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -97,6 +105,8 @@ class Victim:
             self.serial,
             self.capture_id,
             VICTIM_EVENT["eventID"],
+            str(self.lottery_session_id),
+            str(self.lottery_entry_id),
         ]
 
 
@@ -120,6 +130,8 @@ PATH_VALUES: dict[str, Any] = {
     "disposition": lambda v: "in_transit",
     "readPoint": lambda v: VICTIM_SHIPMENT["readPoint"]["id"],
     "bizLocation": lambda v: VICTIM_SHIPMENT["bizLocation"]["id"],
+    "session_id": lambda v: v.lottery_session_id,
+    "entry_id": lambda v: v.lottery_entry_id,
 }
 
 VICTIM_EVENT: dict[str, Any] = {
@@ -174,6 +186,14 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/epcis/capture"): {
         **VICTIM_DOCUMENT,
         "epcisBody": {"eventList": [{**VICTIM_EVENT, "eventID": "urn:uuid:a77ac0e2-0000-4000-8000-000000000001"}]},
+    },
+    ("PUT", "/api/v1/lottery/sessions/{session_id}/stock"): lambda v: {
+        "items": [{"store_id": str(v.lottery_session_id), "product_id": str(v.product_id), "quantity": 1}]
+    },
+    ("POST", "/api/v1/lottery/sessions/{session_id}/draw"): {"beacon": "hijack"},
+    ("POST", "/api/v1/consumer/lottery/sessions/{session_id}/entries"): lambda v: {
+        "product_id": str(v.product_id),
+        "store_id": str(v.lottery_session_id),
     },
     ("POST", "/epcis/events"): {
         "@context": VICTIM_DOCUMENT["@context"],
@@ -230,6 +250,27 @@ async def _make_victim(runtime: Runtime) -> Victim:
         victim.serial = str(await session.scalar(select(Code.serial).limit(1)))
     async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
         victim.capture_id = str((await epcis_capture.do_receive(session, system_actor(brand.id), VICTIM_DOCUMENT)).id)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        store = await lottery.do_create_store(session, code="V1", name="Victim store", city="", latitude=0, longitude=0)
+        draft = await lottery.do_create_session(
+            session,
+            runtime.crypto,
+            title="Victim lottery",
+            opens_at=utcnow() + timedelta(days=1),
+            closes_at=utcnow() + timedelta(days=2),
+        )
+        await lottery.do_set_stock(session, draft, [lottery.StockItem(store.id, product.id, 1)])
+        entry = LotteryEntry(
+            session_id=draft.id,
+            product_id=product.id,
+            store_id=store.id,
+            consumer_id=consumer.id,
+            identity_hash="0" * 64,
+            entrant="0" * 32,
+        )
+        session.add(entry)
+        await session.flush()
+        victim.lottery_session_id, victim.lottery_entry_id = draft.id, entry.id
     return victim
 
 
@@ -270,6 +311,12 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
         ]
         code_states = sorted((await session.execute(select(Code.serial, Code.state))).all())
         trace_events = sorted((await session.execute(select(TraceEvent.event_id, TraceEvent.hash_id))).all())
+        lotteries = [
+            (x.status, x.entries_count, x.committed_at, x.drawn_at)
+            for x in await session.scalars(select(LotterySession))
+        ]
+        lottery_stock = sorted((await session.execute(select(LotteryStock.store_id, LotteryStock.quantity))).all())
+        lottery_entries = await session.scalar(select(func.count()).select_from(LotteryEntry))
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
         return {
@@ -282,6 +329,9 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             "batches": batches,
             "codes": code_states,
             "trace_events": trace_events,
+            "lotteries": lotteries,
+            "lottery_stock": lottery_stock,
+            "lottery_entries": lottery_entries,
             "active": tenant.is_active,
         }
 

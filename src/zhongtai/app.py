@@ -28,6 +28,7 @@ from zhongtai.core.logs import configure_logging, request_id_var
 from zhongtai.core.middleware import RequestContextMiddleware
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
+from zhongtai.lottery import api as lottery_api
 from zhongtai.members import api as members_api
 from zhongtai.members import console as members_console
 from zhongtai.trace import console as trace_console
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(trace_log_api.router)
     app.include_router(trace_api.router)
     app.include_router(members_api.router)
+    app.include_router(lottery_api.router)
 
     from zhongtai.console.pages import router as console_router
     from zhongtai.h5.pages import router as h5_router

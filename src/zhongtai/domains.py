@@ -21,6 +21,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.trace.producers",
     "zhongtai.trace.trace_api",
     "zhongtai.members.api",
+    "zhongtai.lottery.api",
 )
 
 

@@ -5,6 +5,7 @@ from zhongtai.catalog import models as _catalog_models  # noqa: F401
 from zhongtai.codes import models as _codes_models  # noqa: F401
 from zhongtai.core import models as _core_models  # noqa: F401
 from zhongtai.core.models import Base
+from zhongtai.lottery import models as _lottery_models  # noqa: F401
 from zhongtai.members import models as _members_models  # noqa: F401
 from zhongtai.trace import log_models as _trace_log_models  # noqa: F401
 from zhongtai.trace import models as _trace_models  # noqa: F401

@@ -26,6 +26,8 @@ token_app = typer.Typer(no_args_is_help=True, help="API tokens for integrations.
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+lottery_app = typer.Typer(no_args_is_help=True, help="Reservation lotteries.")
+app.add_typer(lottery_app, name="lottery")
 
 out = Console()
 err = Console(stderr=True)
@@ -251,6 +253,28 @@ def verify(
         out.print(f"[green]{verdict.message}[/green]")
         return
     err.print(f"[red]{verdict.message}[/red]")
+    raise typer.Exit(code=1)
+
+
+@lottery_app.command("verify")
+def lottery_verify(
+    source: Annotated[str, typer.Argument(help="the draw data: its public URL or a downloaded JSON file")],
+) -> None:
+    """Recompute a published lottery draw from its public data and say whether it matches."""
+    from zhongtai.lottery import verify as draw_verify
+
+    try:
+        data = draw_verify.load(source)
+    except draw_verify.DrawDataInvalid as exc:
+        raise _fail(str(exc)) from exc
+    report = draw_verify.verify(data)
+    for name, passed, detail in report.checks:
+        mark = "[green]ok[/green]  " if passed else "[red]FAIL[/red]"
+        out.print(f"{mark} {name}" + (f" — {detail}" if detail else ""))
+    if report.ok:
+        out.print(f"[green]the draw of session {data.get('session_id')} matches its public data[/green]")
+        return
+    err.print("[red]the draw does NOT match its public data[/red]")
     raise typer.Exit(code=1)
 
 

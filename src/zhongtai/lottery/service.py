@@ -1,0 +1,701 @@
+"""Lottery use cases: stores, sessions and stock, the commitment, entries, close, draw, wins.
+
+State machine of a session: draft → committed (commitment published; entries accepted between
+`opens_at` and `closes_at`) → closed (entries frozen, entries root published) → drawn (winners
+chosen, server seed revealed). Close and draw are idempotent: a second call answers the first result.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhongtai.catalog.models import Product
+from zhongtai.core import jobs
+from zhongtai.core.clock import utcnow
+from zhongtai.core.crypto import Crypto
+from zhongtai.core.errors import ValidationFailed
+from zhongtai.geo import Point, distance_km
+from zhongtai.lottery import rules
+from zhongtai.lottery.errors import (
+    AlreadyEntered,
+    EntryNotFound,
+    NotOffered,
+    NotOpen,
+    SessionNotFound,
+    WrongState,
+)
+from zhongtai.lottery.models import (
+    SESSION_CLOSED,
+    SESSION_COMMITTED,
+    SESSION_DRAFT,
+    SESSION_DRAWN,
+    WIN_FORFEITED,
+    WIN_PENDING_PAYMENT,
+    LotteryEntry,
+    LotterySession,
+    LotteryStock,
+    LotteryStore,
+    LotteryTreeNode,
+    LotteryWin,
+)
+from zhongtai.members import service as members
+from zhongtai.members.models import MemberIdentity
+from zhongtai.trace import merkle
+
+SEED_PURPOSE = "lottery.server_seed"
+ENTRANT_PURPOSE = "lottery.entrant"
+STORED_LEVEL = 10  # tree nodes of 1,024 leaves and up are stored at close
+FETCH_BATCH = 50_000
+NOTIFY_TOPIC = "lottery.notify_winners"
+FORFEIT_TOPIC = "lottery.forfeit_unpaid"
+
+# Reason codes of entries excluded at close; published with the draw data and in receipts.
+EXCLUDED_NOT_VERIFIED = "not_verified"
+EXCLUDED_UNDER_AGE = "under_age"
+EXCLUDED_DUPLICATE_IDENTITY = "duplicate_identity"
+EXCLUSION_REASONS = (EXCLUDED_NOT_VERIFIED, EXCLUDED_UNDER_AGE, EXCLUDED_DUPLICATE_IDENTITY)
+
+
+# Stores.
+
+
+async def do_create_store(
+    session: AsyncSession, *, code: str, name: str, city: str, latitude: float, longitude: float
+) -> LotteryStore:
+    code = code.strip()
+    if await session.scalar(select(LotteryStore.id).where(LotteryStore.code == code)) is not None:
+        raise ValidationFailed(f"A store with code {code} already exists.", field="code")
+    store = LotteryStore(code=code, name=name.strip(), city=city.strip(), latitude=latitude, longitude=longitude)
+    session.add(store)
+    await session.flush()
+    return store
+
+
+async def list_stores(session: AsyncSession) -> list[LotteryStore]:
+    return list(await session.scalars(select(LotteryStore).order_by(LotteryStore.code)))
+
+
+# Sessions, stock, commitment.
+
+
+async def get_session(session: AsyncSession, session_id: uuid.UUID) -> LotterySession:
+    found = await session.get(LotterySession, session_id)
+    if found is None:
+        raise SessionNotFound()
+    return found
+
+
+async def do_create_session(
+    session: AsyncSession,
+    crypto: Crypto,
+    *,
+    title: str,
+    opens_at: datetime,
+    closes_at: datetime,
+    payment_hours: int = 24,
+    beacon_source: str = "",
+) -> LotterySession:
+    if closes_at <= opens_at:
+        raise ValidationFailed("The window must close after it opens.", field="closes_at")
+    seed = os.urandom(32)
+    row = LotterySession(
+        title=title.strip(),
+        opens_at=opens_at,
+        closes_at=closes_at,
+        payment_hours=payment_hours,
+        algorithm=rules.ALGORITHM,
+        seed_ciphertext=crypto.pii.encrypt(seed.hex(), purpose=SEED_PURPOSE),
+        seed_sha256=rules.seed_commitment(seed),
+        beacon_source=beacon_source.strip(),
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def list_sessions(session: AsyncSession, *, limit: int = 50) -> list[LotterySession]:
+    rows = await session.scalars(select(LotterySession).order_by(LotterySession.opens_at.desc()).limit(limit))
+    return list(rows)
+
+
+@dataclass(frozen=True)
+class StockItem:
+    store_id: uuid.UUID
+    product_id: uuid.UUID
+    quantity: int
+
+
+async def do_set_stock(session: AsyncSession, lottery: LotterySession, items: Sequence[StockItem]) -> int:
+    """Replace the stock table of a draft session."""
+    if lottery.status != SESSION_DRAFT:
+        raise WrongState("The stock is fixed once the commitment is published.")
+    keys = {(i.store_id, i.product_id) for i in items}
+    if len(keys) != len(items):
+        raise ValidationFailed("Each store and product may appear once in the stock table.", field="items")
+    store_ids = {i.store_id for i in items}
+    product_ids = {i.product_id for i in items}
+    known_stores = set(await session.scalars(select(LotteryStore.id).where(LotteryStore.id.in_(store_ids))))
+    known_products = set(await session.scalars(select(Product.id).where(Product.id.in_(product_ids))))
+    if missing := store_ids - known_stores:
+        raise ValidationFailed(f"Unknown store: {sorted(map(str, missing))[0]}.", field="items")
+    if missing := product_ids - known_products:
+        raise ValidationFailed(f"Unknown product: {sorted(map(str, missing))[0]}.", field="items")
+    await session.execute(
+        delete(LotteryStock).where(LotteryStock.session_id == lottery.id).execution_options(synchronize_session=False)
+    )
+    session.add_all(
+        LotteryStock(session_id=lottery.id, store_id=i.store_id, product_id=i.product_id, quantity=i.quantity)
+        for i in items
+    )
+    await session.flush()
+    return len(items)
+
+
+async def stock_of(session: AsyncSession, session_id: uuid.UUID) -> list[LotteryStock]:
+    rows = await session.scalars(
+        select(LotteryStock)
+        .where(LotteryStock.session_id == session_id)
+        .order_by(LotteryStock.store_id, LotteryStock.product_id)
+    )
+    return list(rows)
+
+
+async def do_commit(session: AsyncSession, lottery: LotterySession) -> LotterySession:
+    """Publish the commitment: SHA-256 of the server seed, the stock table, the algorithm."""
+    if lottery.status != SESSION_DRAFT:
+        raise WrongState("The commitment is already published.")
+    if utcnow() >= lottery.opens_at:
+        raise WrongState("The commitment must be published before the window opens.")
+    if not await stock_of(session, lottery.id):
+        raise ValidationFailed("Set the stock per store before publishing.", field="items")
+    lottery.status = SESSION_COMMITTED
+    lottery.committed_at = utcnow()
+    await session.flush()
+    return lottery
+
+
+# Entries.
+
+
+def entrant_of(crypto: Crypto, session_id: uuid.UUID, consumer_id: uuid.UUID) -> str:
+    """A per-session pseudonym: links an entrant's entries within one session, nothing else."""
+    return crypto.lookup_hash(f"{session_id}:{consumer_id}", purpose=ENTRANT_PURPOSE)[:32]
+
+
+async def do_enter(
+    session: AsyncSession,
+    crypto: Crypto,
+    *,
+    session_id: uuid.UUID,
+    consumer_id: uuid.UUID,
+    product_id: uuid.UUID,
+    store_id: uuid.UUID,
+) -> tuple[LotteryEntry, bool]:
+    """Enter a verified member of the required age; a retry with the same choice answers the entry."""
+    lottery = await get_session(session, session_id)
+    now = utcnow()
+    if lottery.status != SESSION_COMMITTED or not lottery.opens_at <= now < lottery.closes_at:
+        raise NotOpen(opens_at=lottery.opens_at.isoformat(), closes_at=lottery.closes_at.isoformat())
+    identity = await members.check_eligible(session, consumer_id, minimum_age=lottery.minimum_age)
+    existing = await session.scalar(
+        select(LotteryEntry).where(
+            LotteryEntry.session_id == session_id,
+            LotteryEntry.product_id == product_id,
+            LotteryEntry.consumer_id == consumer_id,
+        )
+    )
+    if existing is not None:
+        if existing.store_id == store_id:
+            return existing, False
+        raise AlreadyEntered(entry_id=str(existing.id))
+    offered = await session.scalar(
+        select(LotteryStock.quantity).where(
+            LotteryStock.session_id == session_id,
+            LotteryStock.store_id == store_id,
+            LotteryStock.product_id == product_id,
+        )
+    )
+    if not offered:
+        raise NotOffered()
+    entry = LotteryEntry(
+        session_id=session_id,
+        product_id=product_id,
+        store_id=store_id,
+        consumer_id=consumer_id,
+        identity_hash=identity.id_hash,
+        entrant=entrant_of(crypto, session_id, consumer_id),
+    )
+    try:
+        async with session.begin_nested():
+            session.add(entry)
+            await session.flush()
+    except IntegrityError:
+        # A parallel request of the same member won: a retry of the same choice gets its entry.
+        winner = await session.scalar(
+            select(LotteryEntry).where(
+                LotteryEntry.session_id == session_id,
+                LotteryEntry.product_id == product_id,
+                LotteryEntry.consumer_id == consumer_id,
+            )
+        )
+        if winner is not None and winner.store_id == store_id:
+            return winner, False
+        raise AlreadyEntered(entry_id=str(winner.id) if winner else None) from None
+    return entry, True
+
+
+async def entry_counts(session: AsyncSession, session_id: uuid.UUID) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
+    rows = await session.execute(
+        select(LotteryEntry.store_id, LotteryEntry.product_id, func.count())
+        .where(LotteryEntry.session_id == session_id)
+        .group_by(LotteryEntry.store_id, LotteryEntry.product_id)
+    )
+    return {(store, product): count for store, product, count in rows.all()}
+
+
+@dataclass(frozen=True)
+class NearbyStore:
+    store: LotteryStore
+    distance_km: float | None
+    products: list[uuid.UUID]
+
+
+async def stores_for_session(
+    session: AsyncSession, session_id: uuid.UUID, *, latitude: float | None, longitude: float | None
+) -> list[NearbyStore]:
+    """Stores with stock in the session, nearest first when the member's location is known."""
+    rows = await session.execute(
+        select(LotteryStore, LotteryStock.product_id)
+        .join(LotteryStock, LotteryStock.store_id == LotteryStore.id)
+        .where(LotteryStock.session_id == session_id, LotteryStock.quantity > 0, LotteryStore.is_active.is_(True))
+    )
+    here = Point(latitude, longitude) if latitude is not None and longitude is not None else None
+    found: dict[uuid.UUID, NearbyStore] = {}
+    for store, product_id in rows.all():
+        if store.id not in found:
+            distance = distance_km(here, Point(store.latitude, store.longitude)) if here is not None else None
+            found[store.id] = NearbyStore(store, distance, [])
+        found[store.id].products.append(product_id)
+    return sorted(found.values(), key=lambda s: (s.distance_km if s.distance_km is not None else 0.0, s.store.code))
+
+
+# Close: exclusions, the frozen list, the entries root.
+
+
+@dataclass(frozen=True)
+class FrozenEntry:
+    entry_id: uuid.UUID
+    product_id: uuid.UUID
+    store_id: uuid.UUID
+    entrant: str
+    excluded_reason: str | None
+
+    @property
+    def leaf(self) -> bytes:
+        return rules.encode_leaf(
+            str(self.entry_id), str(self.product_id), str(self.store_id), self.entrant, self.excluded_reason
+        )
+
+
+async def frozen_entries(session: AsyncSession, session_id: uuid.UUID) -> AsyncIterator[list[FrozenEntry]]:
+    """The entry list in leaf order (by entry id), in batches."""
+    stream = await session.stream(
+        select(
+            LotteryEntry.id,
+            LotteryEntry.product_id,
+            LotteryEntry.store_id,
+            LotteryEntry.entrant,
+            LotteryEntry.excluded_reason,
+        )
+        .where(LotteryEntry.session_id == session_id)
+        .order_by(LotteryEntry.id)
+        .execution_options(yield_per=FETCH_BATCH)
+    )
+    async for partition in stream.partitions(FETCH_BATCH):
+        yield [FrozenEntry(*row) for row in partition]
+
+
+async def _mark_exclusions(session: AsyncSession, lottery: LotterySession) -> int:
+    """Exclude every entry after the first of one identity for one product (an identity can move to
+    another account during the window), then entries whose member is no longer verified or old
+    enough."""
+    today = members.today()
+    rows = await session.execute(
+        select(LotteryEntry.id, LotteryEntry.product_id, LotteryEntry.identity_hash, MemberIdentity.birth_date)
+        .outerjoin(MemberIdentity, MemberIdentity.consumer_id == LotteryEntry.consumer_id)
+        .where(LotteryEntry.session_id == lottery.id)
+        .order_by(LotteryEntry.id)
+    )
+    seen: set[tuple[uuid.UUID, str]] = set()
+    reasons: dict[str, list[uuid.UUID]] = {reason: [] for reason in EXCLUSION_REASONS}
+    from zhongtai.members.rules import age_on
+
+    for entry_id, product_id, identity_hash, birth_date in rows.all():
+        # The identity recorded at entry counts: the same person through a second account is a
+        # duplicate even when the first account has lost its verification since.
+        if (product_id, identity_hash) in seen:
+            reasons[EXCLUDED_DUPLICATE_IDENTITY].append(entry_id)
+            continue
+        seen.add((product_id, identity_hash))
+        if birth_date is None:
+            reasons[EXCLUDED_NOT_VERIFIED].append(entry_id)
+        elif age_on(birth_date, today) < lottery.minimum_age:
+            reasons[EXCLUDED_UNDER_AGE].append(entry_id)
+    for reason, ids in reasons.items():
+        for start in range(0, len(ids), 1000):
+            await session.execute(
+                update(LotteryEntry)
+                .where(LotteryEntry.id.in_(ids[start : start + 1000]))
+                .values(excluded_reason=reason)
+                .execution_options(synchronize_session=False)
+            )
+    return sum(len(ids) for ids in reasons.values())
+
+
+def perfect_levels(leaf_hashes: list[bytes], from_level: int) -> dict[tuple[int, int], bytes]:
+    """Every perfect subtree hash at levels ≥ from_level."""
+    found: dict[tuple[int, int], bytes] = {}
+    level, current = 0, leaf_hashes
+    while len(current) >= 2 or (level >= from_level and current):
+        if level >= from_level:
+            found.update(((level, i), h) for i, h in enumerate(current))
+        if len(current) < 2:
+            break
+        current = [merkle.node_hash(current[i], current[i + 1]) for i in range(0, len(current) - 1, 2)]
+        level += 1
+    return found
+
+
+async def do_close(session: AsyncSession, lottery: LotterySession) -> LotterySession:
+    """Freeze the entries, apply exclusions, publish the entries root. Idempotent."""
+    if lottery.status in (SESSION_CLOSED, SESSION_DRAWN):
+        return lottery
+    if lottery.status != SESSION_COMMITTED:
+        raise WrongState("Only a published session can be closed.")
+    if utcnow() < lottery.closes_at:
+        raise WrongState("The window has not closed yet.")
+    claimed = await session.execute(
+        update(LotterySession)
+        .where(LotterySession.id == lottery.id, LotterySession.status == SESSION_COMMITTED)
+        .values(status=SESSION_CLOSED, closed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await session.refresh(lottery)
+        return lottery  # a parallel close did it
+    excluded = await _mark_exclusions(session, lottery)
+    leaf_hashes: list[bytes] = []
+    async for batch in frozen_entries(session, lottery.id):
+        leaf_hashes.extend(merkle.leaf_hash(entry.leaf) for entry in batch)
+    nodes = perfect_levels(leaf_hashes, STORED_LEVEL)
+    if nodes:
+        await session.execute(
+            insert(LotteryTreeNode),
+            [
+                {"tenant_id": lottery.tenant_id, "session_id": lottery.id, "level": lvl, "node_index": i, "hash": h}
+                for (lvl, i), h in nodes.items()
+            ],
+        )
+    await session.refresh(lottery)
+    lottery.entries_count = len(leaf_hashes)
+    lottery.excluded_count = excluded
+    lottery.entries_root = rules.entries_root(leaf_hashes).hex()
+    await session.flush()
+    return lottery
+
+
+# Draw.
+
+
+def server_seed_of(crypto: Crypto, lottery: LotterySession) -> bytes:
+    return bytes.fromhex(crypto.pii.decrypt(lottery.seed_ciphertext, purpose=SEED_PURPOSE))
+
+
+async def do_draw(
+    session: AsyncSession, crypto: Crypto, lottery: LotterySession, *, beacon: str | None
+) -> LotterySession:
+    """Choose the winners, record the wins, reveal the server seed. Idempotent: a drawn session is
+    answered as it is, whatever beacon a second call brings."""
+    if lottery.status == SESSION_DRAWN:
+        return lottery
+    if lottery.status != SESSION_CLOSED or lottery.entries_root is None:
+        raise WrongState("Close the session before the draw.")
+    beacon = (beacon or "").strip() or None
+    if lottery.beacon_source and beacon is None:
+        raise ValidationFailed("This session announced a public beacon; give its value.", field="beacon")
+    claimed = await session.execute(
+        update(LotterySession)
+        .where(LotterySession.id == lottery.id, LotterySession.status == SESSION_CLOSED)
+        .values(status=SESSION_DRAWN)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await session.refresh(lottery)
+        return lottery
+    server_seed = server_seed_of(crypto, lottery)
+    seed = rules.draw_seed(server_seed, bytes.fromhex(lottery.entries_root), beacon)
+    stock = {(str(s.store_id), str(s.product_id)): s.quantity for s in await stock_of(session, lottery.id)}
+    candidates: list[rules.DrawEntry] = []
+    async for batch in frozen_entries(session, lottery.id):
+        candidates.extend(
+            rules.DrawEntry(
+                str(e.entry_id),
+                str(e.product_id),
+                str(e.store_id),
+                merkle.leaf_hash(e.leaf),
+                e.excluded_reason is not None,
+            )
+            for e in batch
+        )
+    winners = rules.pick_winners(seed, candidates, stock)
+    del candidates
+    now = utcnow()
+    due = now + timedelta(hours=lottery.payment_hours)
+    if winners:
+        consumer_of = await _consumers_of(session, [uuid.UUID(w.entry_id) for w in winners])
+        await session.execute(
+            insert(LotteryWin),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": lottery.tenant_id,
+                    "session_id": lottery.id,
+                    "entry_id": uuid.UUID(w.entry_id),
+                    "consumer_id": consumer_of[uuid.UUID(w.entry_id)],
+                    "product_id": uuid.UUID(w.product_id),
+                    "store_id": uuid.UUID(w.store_id),
+                    "rank": w.rank,
+                    "status": WIN_PENDING_PAYMENT,
+                    "payment_due_at": due,
+                    "created_at": now,
+                }
+                for w in winners
+            ],
+        )
+    await session.refresh(lottery)
+    lottery.beacon = beacon
+    lottery.draw_seed = seed.hex()
+    lottery.server_seed = server_seed.hex()
+    lottery.drawn_at = now
+    lottery.winners_count = len(winners)
+    await session.flush()
+    await jobs.enqueue(
+        session, NOTIFY_TOPIC, {"session_id": str(lottery.id)}, dedupe_key=f"{NOTIFY_TOPIC}:{lottery.id}"
+    )
+    await jobs.enqueue(
+        session,
+        FORFEIT_TOPIC,
+        {"session_id": str(lottery.id)},
+        dedupe_key=f"{FORFEIT_TOPIC}:{lottery.id}",
+        delay_seconds=lottery.payment_hours * 3600 + 1,
+    )
+    return lottery
+
+
+async def _consumers_of(session: AsyncSession, entry_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    found: dict[uuid.UUID, uuid.UUID] = {}
+    for start in range(0, len(entry_ids), 1000):
+        rows = await session.execute(
+            select(LotteryEntry.id, LotteryEntry.consumer_id).where(
+                LotteryEntry.id.in_(entry_ids[start : start + 1000])
+            )
+        )
+        found.update(dict(rows.all()))
+    return found
+
+
+# Wins.
+
+
+async def do_forfeit_unpaid(session: AsyncSession, session_id: uuid.UUID | None = None) -> int:
+    """Forfeit every win whose payment deadline has passed unpaid."""
+    statement = (
+        update(LotteryWin)
+        .where(LotteryWin.status == WIN_PENDING_PAYMENT, LotteryWin.payment_due_at <= utcnow())
+        .values(status=WIN_FORFEITED, forfeited_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if session_id is not None:
+        statement = statement.where(LotteryWin.session_id == session_id)
+    result = await session.execute(statement)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def wins_of(session: AsyncSession, session_id: uuid.UUID) -> list[LotteryWin]:
+    rows = await session.scalars(
+        select(LotteryWin)
+        .where(LotteryWin.session_id == session_id)
+        .order_by(LotteryWin.store_id, LotteryWin.product_id, LotteryWin.rank)
+    )
+    return list(rows)
+
+
+# Receipts and proofs.
+
+
+async def get_entry(session: AsyncSession, entry_id: uuid.UUID, *, consumer_id: uuid.UUID | None) -> LotteryEntry:
+    entry = await session.get(LotteryEntry, entry_id)
+    if entry is None or (consumer_id is not None and entry.consumer_id != consumer_id):
+        raise EntryNotFound()
+    return entry
+
+
+async def _leaf_block(session: AsyncSession, session_id: uuid.UUID, start: int, end: int) -> list[bytes]:
+    rows = await session.execute(
+        select(
+            LotteryEntry.id,
+            LotteryEntry.product_id,
+            LotteryEntry.store_id,
+            LotteryEntry.entrant,
+            LotteryEntry.excluded_reason,
+        )
+        .where(LotteryEntry.session_id == session_id)
+        .order_by(LotteryEntry.id)
+        .offset(start)
+        .limit(end - start)
+    )
+    return [merkle.leaf_hash(FrozenEntry(*row).leaf) for row in rows.all()]
+
+
+async def inclusion_proof(
+    session: AsyncSession, lottery: LotterySession, entry: LotteryEntry
+) -> tuple[int, list[bytes]]:
+    """The entry's leaf index and its RFC 9162 inclusion proof in the frozen list."""
+    index = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(LotteryEntry)
+            .where(LotteryEntry.session_id == lottery.id, LotteryEntry.id < entry.id)
+        )
+        or 0
+    )
+    ranges = merkle.inclusion_ranges(index, lottery.entries_count)
+    needed = merkle.nodes_for(ranges)
+    stored_ids = [n for n in needed if n[0] >= STORED_LEVEL]
+    nodes: dict[merkle.NodeId, bytes] = {}
+    if stored_ids:
+        rows = await session.execute(
+            select(LotteryTreeNode.level, LotteryTreeNode.node_index, LotteryTreeNode.hash).where(
+                LotteryTreeNode.session_id == lottery.id,
+                LotteryTreeNode.level >= STORED_LEVEL,
+                LotteryTreeNode.node_index.in_({i for _l, i in stored_ids}),
+            )
+        )
+        nodes.update({(level, i): h for level, i, h in rows.all()})
+    block_size = 1 << STORED_LEVEL
+    blocks: dict[int, list[bytes]] = {}
+    for level, i in needed:
+        if level >= STORED_LEVEL:
+            continue
+        start, end = i << level, (i + 1) << level
+        block = start // block_size
+        if block not in blocks:
+            blocks[block] = await _leaf_block(
+                session, lottery.id, block * block_size, min((block + 1) * block_size, lottery.entries_count)
+            )
+        offset = block * block_size
+        nodes[(level, i)] = rules.entries_root(blocks[block][start - offset : end - offset])
+    return index, [merkle.range_hash(start, end, nodes) for start, end in ranges]
+
+
+def result_of(lottery: LotterySession, entry: LotteryEntry, win: LotteryWin | None) -> str:
+    if entry.excluded_reason is not None:
+        return "excluded"
+    if lottery.status != SESSION_DRAWN:
+        return "pending"
+    return "won" if win is not None else "not_drawn"
+
+
+async def receipt(session: AsyncSession, lottery: LotterySession, entry: LotteryEntry) -> dict[str, Any]:
+    leaf = FrozenEntry(entry.id, entry.product_id, entry.store_id, entry.entrant, entry.excluded_reason).leaf
+    win = await session.scalar(select(LotteryWin).where(LotteryWin.entry_id == entry.id))
+    data: dict[str, Any] = {
+        "entry_id": str(entry.id),
+        "session_id": str(lottery.id),
+        "product_id": str(entry.product_id),
+        "store_id": str(entry.store_id),
+        "entrant": entry.entrant,
+        "entered_at": entry.created_at.isoformat(),
+        "leaf": leaf.decode(),
+        "leaf_hash": merkle.leaf_hash(leaf).hex(),
+        "excluded_reason": entry.excluded_reason,
+        "result": result_of(lottery, entry, win),
+        "leaf_index": None,
+        "tree_size": None,
+        "entries_root": lottery.entries_root,
+        "inclusion_proof": None,
+        "win": None,
+    }
+    if lottery.entries_root is not None:
+        index, proof = await inclusion_proof(session, lottery, entry)
+        data.update(leaf_index=index, tree_size=lottery.entries_count, inclusion_proof=[p.hex() for p in proof])
+    if win is not None:
+        data["win"] = {
+            "id": str(win.id),
+            "rank": win.rank,
+            "status": win.status,
+            "payment_due_at": win.payment_due_at.isoformat(),
+        }
+    return data
+
+
+# Public data.
+
+
+async def commitment(session: AsyncSession, lottery: LotterySession) -> dict[str, Any]:
+    if lottery.status == SESSION_DRAFT:
+        raise SessionNotFound()  # nothing is public before the commitment
+    return {
+        "format": "zt-lottery-commitment/1",
+        "session_id": str(lottery.id),
+        "title": lottery.title,
+        "algorithm": lottery.algorithm,
+        "opens_at": lottery.opens_at.isoformat(),
+        "closes_at": lottery.closes_at.isoformat(),
+        "minimum_age": lottery.minimum_age,
+        "server_seed_sha256": lottery.seed_sha256,
+        "beacon_source": lottery.beacon_source or None,
+        "committed_at": lottery.committed_at.isoformat() if lottery.committed_at else None,
+        "stock": [
+            {"store_id": str(s.store_id), "product_id": str(s.product_id), "quantity": s.quantity}
+            for s in await stock_of(session, lottery.id)
+        ],
+    }
+
+
+async def draw_data(session: AsyncSession, lottery: LotterySession) -> dict[str, Any]:
+    """Everything needed to recompute the draw: commitment, frozen entries, root, seed, winners."""
+    data = await commitment(session, lottery)
+    data["format"] = "zt-lottery-draw/1"
+    data["status"] = lottery.status
+    data["entries_root"] = lottery.entries_root
+    data["entries"] = []
+    if lottery.status in (SESSION_CLOSED, SESSION_DRAWN):
+        async for batch in frozen_entries(session, lottery.id):
+            data["entries"].extend(
+                {
+                    "entry_id": str(e.entry_id),
+                    "product_id": str(e.product_id),
+                    "store_id": str(e.store_id),
+                    "entrant": e.entrant,
+                    "excluded_reason": e.excluded_reason,
+                }
+                for e in batch
+            )
+    data["beacon"] = lottery.beacon
+    data["server_seed"] = lottery.server_seed
+    data["draw_seed"] = lottery.draw_seed
+    data["winners"] = [
+        {"entry_id": str(w.entry_id), "store_id": str(w.store_id), "product_id": str(w.product_id), "rank": w.rank}
+        for w in (await wins_of(session, lottery.id) if lottery.status == SESSION_DRAWN else [])
+    ]
+    return data

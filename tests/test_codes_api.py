@@ -10,13 +10,13 @@ import zipfile
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.factories import Brand, bearer, make_brand, make_token, system_actor
 from zhongtai.catalog import service as catalog
 from zhongtai.catalog.rules import ProductDraft
-from zhongtai.codes import generation, rules, service
-from zhongtai.codes.models import Code, CodeBatch
+from zhongtai.codes import generation, rules, serials, service
+from zhongtai.codes.models import Code, CodeBatch, LegacySerial
 from zhongtai.core.jobs import Worker
 from zhongtai.core.models import AuditEvent, OutboxJob
 from zhongtai.core.runtime import Runtime
@@ -300,39 +300,66 @@ async def test_pin_key_rotation_keeps_old_batches_verifiable(client: httpx.Async
             assert rules.check_pin(key, serial, pin)
 
 
-async def test_a_serial_collision_retries_the_chunk(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_serials_are_the_encrypted_ids_and_only_the_exact_serial_finds_a_code(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     brand = await make_brand(runtime)
+    token = await make_token(runtime, brand)
     product_id = await make_product(runtime, brand)
-    requested = []
-    for quantity in (4, 6):
-        async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
-            batch, _ = await service.do_request_batch(
-                session,
-                runtime.crypto,
-                system_actor(brand.id),
-                service.BatchRequest(product_id, "item", quantity),
-                public_url="https://id.brand.example",
-            )
-            requested.append(batch)
-    await generation.generate_batch(runtime.db, brand.id, requested[0].id)
     async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
-        taken = list(await session.scalars(select(Code.serial)))
-    calls = []
-    real = rules.new_serials
-
-    def colliding(count: int) -> list[str]:
-        calls.append(count)
-        return [taken[0], *real(count - 1)] if len(calls) == 1 else real(count)
-
-    monkeypatch.setattr(rules, "new_serials", colliding)
-    await generation.generate_batch(runtime.db, brand.id, requested[1].id)
+        batch, _ = await service.do_request_batch(
+            session,
+            runtime.crypto,
+            system_actor(brand.id),
+            service.BatchRequest(product_id, "item", 6),
+            public_url="https://id.brand.example",
+        )
+    await generation.generate_batch(runtime.db, brand.id, batch.id, chunk_size=4)
+    ring = serials.keyring_for(runtime.settings.secrets.pii_keys)
+    assert batch.serial_key_version == ring.current_version
     async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
-        serials = list(await session.scalars(select(Code.serial)))
-        second = await session.get(CodeBatch, requested[1].id)
-    assert calls == [6, 6], "the colliding chunk was rolled back and written again"
-    assert len(serials) == len(set(serials)) == 10
-    assert second is not None
-    assert second.generated_count == 6
+        rows = [(row.id, row.serial) for row in await session.execute(select(Code.id, Code.serial).order_by(Code.id))]
+    assert [code_id for code_id, _ in rows] == list(range(batch.first_code_id, batch.first_code_id + 6))
+    assert [serial for _, serial in rows] == [ring.serial(ring.current_version, code_id) for code_id, _ in rows]
+    # Another key version's serial of an existing id is not that code.
+    other_version = serials.SerialKeyRing({2: b"x" * 32})
+    forged = other_version.serial(2, rows[0][0])
+    for text in (forged, "B" + forged[1:]):
+        missing = await client.get("/api/v1/codes/lookup", params={"code": text}, headers=bearer(token))
+        assert missing.status_code == 404, text
+    found = await client.get("/api/v1/codes/lookup", params={"code": rows[0][1]}, headers=bearer(token))
+    assert found.status_code == 200
+    assert found.json()["serial"] == rows[0][1]
+
+
+async def test_random_serials_made_before_encrypted_ids_are_still_found(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    brand = await make_brand(runtime)
+    token = await make_token(runtime, brand)
+    product_id = await make_product(runtime, brand)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        batch, _ = await service.do_request_batch(
+            session,
+            runtime.crypto,
+            system_actor(brand.id),
+            service.BatchRequest(product_id, "item", 2),
+            public_url="https://id.brand.example",
+        )
+    await generation.generate_batch(runtime.db, brand.id, batch.id)
+    # What the migration leaves for a code printed with a random serial.
+    legacy = "QZ3RANDOMLEGACY7"
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        await session.execute(update(Code).where(Code.id == batch.first_code_id).values(serial=legacy))
+        session.add(LegacySerial(serial=legacy, code_id=batch.first_code_id))
+    found = await client.get("/api/v1/codes/lookup", params={"code": legacy}, headers=bearer(token))
+    assert found.status_code == 200
+    assert found.json()["serial"] == legacy
+    other = await make_brand(runtime, slug="other-legacy")
+    foreign = await client.get(
+        "/api/v1/codes/lookup", params={"code": legacy}, headers=bearer(await make_token(runtime, other))
+    )
+    assert foreign.status_code == 404
 
 
 async def test_a_generation_that_gives_up_marks_the_batch_failed(

@@ -4,7 +4,7 @@ Per tier (embedded: SQLite in a temporary data dir; postgres: a temporary Postgr
 answers) the benchmark
 
 1. inserts N rows of the `codes` table's shape (id, tenant_id, 16-character serial, level, state;
-   serials random and sorted within a chunk, as generation makes them) into a fresh, migrated
+   serials the encrypted ids, as generation makes them) into a fresh, migrated
    database through the bulk path generation uses (binary COPY through asyncpg, with the payload
    built by `generation.copy_payload`; `executemany` on the raw aiosqlite connection with the same
    page cache), in chunks of the same size, each committed — the **raw insert baseline**. Each
@@ -38,7 +38,7 @@ from zhongtai.bench.registry import benchmark
 from zhongtai.catalog import rules as catalog_rules
 from zhongtai.catalog import service as catalog_service
 from zhongtai.catalog.models import Product
-from zhongtai.codes import export, generation, rules
+from zhongtai.codes import export, generation, serials
 from zhongtai.codes import service as codes_service
 from zhongtai.codes.models import GENERATED, ITEM, Code, CodeBatch
 from zhongtai.core import accounts
@@ -95,16 +95,20 @@ async def _raw_insert(settings: Settings, quantity: int, chunk_size: int) -> flo
     is_sqlite = database.dialect == "sqlite"
     columns = list(generation.COLUMNS)
     statement = f"INSERT INTO {Code.__tablename__} ({', '.join(columns)}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
+    ring = serials.keyring_for(settings.secrets.pii_keys)
+    version = ring.current_version
+    assert version is not None, "bench settings have a PII key"
     elapsed, done = 0.0, 0
     try:
         while done < quantity:
             count = min(chunk_size, quantity - done)
-            serials = sorted(rules.new_serials(count))
             first = done + 1
+            made = ring.serials(version, first, count)
             if is_sqlite:
-                rows = [(first + i, tenant_id.hex, serials[i], ITEM, GENERATED) for i in range(count)]
+                text = made.decode("ascii")
+                rows = [(first + i, tenant_id.hex, text[16 * i : 16 * i + 16], ITEM, GENERATED) for i in range(count)]
             else:
-                payload = memoryview(generation.copy_payload(tenant_id, first, serials, ITEM))
+                payload = memoryview(generation.copy_payload(tenant_id, first, made, ITEM))
             started = time.perf_counter()
             async with database.unit_of_work(tenant_id=tenant_id) as session:
                 connection = await session.connection()

@@ -36,7 +36,7 @@ from zhongtai.codes.models import (
     CodeBatch,
     CodeEvent,
 )
-from zhongtai.codes.service import TRACE_TOPIC, batch_of
+from zhongtai.codes.service import TRACE_TOPIC, batch_of, find_codes
 from zhongtai.core import jobs, tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.principals import Principal
@@ -92,10 +92,7 @@ async def resolve(session: AsyncSession, texts: Sequence[str], refusals: Refusal
         except rules.UnreadableCode as exc:
             refusals.add(text, "unreadable", str(exc))
     keys = list(dict.fromkeys(key for _, key in parsed))
-    found: dict[str, Code] = {}
-    for start in range(0, len(keys), LOOKUP_CHUNK):
-        chunk = keys[start : start + LOOKUP_CHUNK]
-        found.update({c.serial: c for c in await session.scalars(select(Code).where(Code.serial.in_(chunk)))})
+    found = await find_codes(session, keys)
     missing = [key for key in keys if key not in found]
     foreign = await _foreign(session, missing)
     for text, key in parsed:
@@ -123,8 +120,7 @@ async def _foreign(session: AsyncSession, keys: list[str]) -> set[str]:
     scope = tenancy.current_scope(session)
     tenancy.scope_all_tenants(session)
     try:
-        rows = await session.scalars(select(Code.serial).where(Code.serial.in_(keys[:LOOKUP_CHUNK])))
-        return set(rows)
+        return set(await find_codes(session, keys[:LOOKUP_CHUNK]))
     finally:
         if isinstance(scope, uuid.UUID):
             tenancy.scope_to_tenant(session, scope)

@@ -3,8 +3,8 @@ bulk path, each chunk committed together with the batch's progress.
 
 A chunk's transaction advances `generated_count` only from the value it read, so a crashed or
 duplicated run resumes where the last committed chunk ended and two runs never write the same
-chunk. A chunk whose random serials collide with existing ones (probability ~n²/2^81) is retried with
-new ones.
+chunk. Item serials are the ids encrypted (`codes.serials`): rows go in in id order, into a table
+whose only index on them is the primary key, and no two can collide.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from itertools import repeat
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.codes import rules, service
+from zhongtai.codes import rules, serials, service
 from zhongtai.codes.models import (
     BATCH_GENERATED,
     BATCH_GENERATING,
@@ -37,11 +37,9 @@ from zhongtai.core.db import Database
 log = logging.getLogger("zhongtai.codes")
 
 CHUNK_SIZE = 100_000
-MAX_COLLISION_RETRIES = 3
 COLUMNS = ("id", "tenant_id", "serial", "level", "state")
-# The unique index on serials is the bulk path's cost: a larger page cache for the generating
-# connection keeps more of it in memory (SQLite's default is 2 MiB).
-SQLITE_BULK_CACHE_KIB = 262_144
+# A larger page cache for the generating connection (SQLite's default is 2 MiB).
+SQLITE_BULK_CACHE_KIB = 65_536
 
 
 class ChunkRaced(Exception):
@@ -57,13 +55,14 @@ _SERIAL_OFFSET = _ID_OFFSET + 8 + 4 + 16 + 4
 _ROW_SIZE = _SERIAL_OFFSET + rules.SERIAL_LENGTH + 4 + 2 + 4 + 2
 
 
-def copy_payload(tenant_id: uuid.UUID, first_id: int, serials: list[str], level: int) -> bytes:
-    """The rows of a chunk of item serials in binary COPY format, built column by column in C.
+def copy_payload(tenant_id: uuid.UUID, first_id: int, serials: bytes, level: int) -> bytes:
+    """The rows of a chunk of item serials (`serials`: 16 ASCII bytes each, concatenated) in binary
+    COPY format, built column by column in C.
 
     Rows differ only in id and serial: a template row is repeated, then each byte position of the ids
     and of the serials is written with one strided slice assignment (24 in all, instead of encoding
     every row's five values one by one)."""
-    count = len(serials)
+    count = len(serials) // rules.SERIAL_LENGTH
     template = b"".join(
         (
             struct.pack(">hi", len(COLUMNS), 8),
@@ -79,24 +78,30 @@ def copy_payload(tenant_id: uuid.UUID, first_id: int, serials: list[str], level:
     ids = struct.pack(f">{count}q", *range(first_id, first_id + count))
     for k in range(8):
         rows[_ID_OFFSET + k :: _ROW_SIZE] = ids[k::8]
-    text = "".join(serials).encode("ascii")
-    if len(text) != count * rules.SERIAL_LENGTH:
+    if len(serials) != count * rules.SERIAL_LENGTH:
         raise ValueError("binary COPY rows hold serials of exactly SERIAL_LENGTH ASCII characters")
     for k in range(rules.SERIAL_LENGTH):
-        rows[_SERIAL_OFFSET + k :: _ROW_SIZE] = text[k :: rules.SERIAL_LENGTH]
+        rows[_SERIAL_OFFSET + k :: _ROW_SIZE] = serials[k :: rules.SERIAL_LENGTH]
     return b"".join((_COPY_HEADER, rows, _COPY_TRAILER))
 
 
 async def _insert_rows(
-    session: AsyncSession, tenant_id: uuid.UUID, first_id: int, values: list[str], *, level: int, scheme: str
+    session: AsyncSession, tenant_id: uuid.UUID, first_id: int, values: list[str] | bytes, *, level: int
 ) -> None:
-    """Insert codes first_id, first_id + 1, … with `values` as serials, through the driver's bulk path."""
+    """Insert codes first_id, first_id + 1, … through the driver's bulk path; `values` are the
+    serials concatenated (bytes) or the SSCCs (a list)."""
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None, "a checked-out connection has a driver connection"
-    count = len(values)
+    if isinstance(values, bytes):
+        text = values.decode("ascii")
+        length = rules.SERIAL_LENGTH
+        values_list = [text[i : i + length] for i in range(0, len(text), length)]
+    else:
+        values_list = values
+    count = len(values_list)
     if connection.dialect.name == "postgresql":
-        if scheme == "serial":
+        if isinstance(values, bytes):
             payload = copy_payload(tenant_id, first_id, values, level)
             # A memoryview: asyncpg would take bytes for a file name.
             await raw.copy_to_table(
@@ -104,7 +109,7 @@ async def _insert_rows(
             )
         else:  # SSCCs (cases and pallets, far fewer): asyncpg encodes the records
             records = zip(
-                range(first_id, first_id + count), repeat(tenant_id), values, repeat(level), repeat(GENERATED)
+                range(first_id, first_id + count), repeat(tenant_id), values_list, repeat(level), repeat(GENERATED)
             )
             await raw.copy_records_to_table(Code.__tablename__, records=list(records), columns=list(COLUMNS))
         return
@@ -112,49 +117,43 @@ async def _insert_rows(
     await raw.execute(f"PRAGMA cache_size=-{SQLITE_BULK_CACHE_KIB}")
     await raw.executemany(
         f"INSERT INTO {Code.__tablename__} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?)",  # noqa: S608
-        zip(range(first_id, first_id + count), repeat(tenant_id.hex), values, repeat(level), repeat(GENERATED)),
+        zip(range(first_id, first_id + count), repeat(tenant_id.hex), values_list, repeat(level), repeat(GENERATED)),
     )
 
 
-def _sorted_serials(count: int) -> list[str]:
-    # Sorted within the chunk, the serials enter the unique index in order: far fewer page splits
-    # and cache misses. The gap between neighbours stays ~2^80/chunk, unguessable.
-    return sorted(rules.new_serials(count))
-
-
 class _SerialsAhead:
-    """Fresh sorted serials for the next chunk, made in a worker thread while this chunk is written.
+    """The serials of the next chunk, encrypted in a worker thread while this chunk is written.
 
-    PostgreSQL does the COPY in its own process while the event loop waits, so the serials of the
-    next chunk cost no time of their own — and no time under the chunk's locks. Not on SQLite: its
-    insert runs in aiosqlite's thread and takes the GIL for every row, so Python work in a third
-    thread cannot overlap it, only contend with it. Serials made ahead are used once, by the chunk
-    they were made for (a retried chunk takes them too: they are as fresh as new ones), or thrown
-    away."""
+    PostgreSQL does the COPY in its own process while the event loop waits, so the next chunk's
+    serials cost no time of their own. Not on SQLite: its insert runs in aiosqlite's thread and
+    holds the GIL for every row. A prepared chunk is used only for exactly the ids it was made for."""
 
-    def __init__(self) -> None:
-        self._ahead: tuple[int, asyncio.Task[list[str]]] | None = None
+    def __init__(self, ring: serials.SerialKeyRing, version: int) -> None:
+        self._ring = ring
+        self._version = version
+        self._ahead: tuple[int, int, asyncio.Task[bytes]] | None = None
 
-    async def take(self, count: int) -> list[str]:
+    async def take(self, first_id: int, count: int) -> bytes:
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
-            if ahead[0] == count:
-                return await ahead[1]
-            ahead[1].cancel()
-        return _sorted_serials(count)
+            if ahead[:2] == (first_id, count):
+                return await ahead[2]
+            ahead[2].cancel()
+        return self._ring.serials(self._version, first_id, count)
 
-    def prepare(self, count: int) -> None:
+    def prepare(self, first_id: int, count: int) -> None:
         self.discard()
-        self._ahead = (count, asyncio.create_task(asyncio.to_thread(_sorted_serials, count)))
+        task = asyncio.create_task(asyncio.to_thread(self._ring.serials, self._version, first_id, count))
+        self._ahead = (first_id, count, task)
 
     def discard(self) -> None:
         if self._ahead is not None:
-            self._ahead[1].cancel()
+            self._ahead[2].cancel()
             self._ahead = None
 
 
 async def _write_chunk(
-    database: Database, tenant_id: uuid.UUID, batch_id: uuid.UUID, chunk_size: int, serials: _SerialsAhead
+    database: Database, tenant_id: uuid.UUID, batch_id: uuid.UUID, chunk_size: int, ahead: list[_SerialsAhead]
 ) -> int | None:
     """Write the next chunk; returns the new generated count, or None when the batch is complete."""
     async with database.unit_of_work(tenant_id=tenant_id) as session:
@@ -173,15 +172,20 @@ async def _write_chunk(
             assert code_settings is not None, "SSCC batches are only requested with code settings"
             assert code_settings.gs1_company_prefix, "SSCC batches are only requested with a company prefix"
             reference = int(batch.first_sscc_reference or 0) + done
-            values = [
+            values: list[str] | bytes = [
                 rules.sscc(code_settings.sscc_extension_digit, code_settings.gs1_company_prefix, reference + i)
                 for i in range(count)
             ]
         else:
-            values = await serials.take(count)
+            ring = serials.keyring(session)
+            if batch.serial_key_version is None:  # requested before serials were encrypted ids
+                batch.serial_key_version = ring.current_version
+            if not ahead:
+                ahead.append(_SerialsAhead(ring, int(batch.serial_key_version or 0)))
+            values = await ahead[0].take(first_id, count)
             if done + count < batch.quantity and database.dialect == "postgresql":
-                serials.prepare(min(chunk_size, batch.quantity - done - count))
-        await _insert_rows(session, tenant_id, first_id, values, level=batch.level, scheme=batch.scheme)
+                ahead[0].prepare(first_id + count, min(chunk_size, batch.quantity - done - count))
+        await _insert_rows(session, tenant_id, first_id, values, level=batch.level)
         finished = done + count >= batch.quantity
         advanced = await session.execute(
             update(CodeBatch)
@@ -206,44 +210,20 @@ async def generate_batch(
     chunk_size: int = CHUNK_SIZE,
     on_progress: Callable[[int], None] | None = None,
 ) -> None:
-    serials = _SerialsAhead()
+    ahead: list[_SerialsAhead] = []
     try:
-        await _write_chunks(database, tenant_id, batch_id, chunk_size, serials, on_progress)
+        while True:
+            try:
+                progress = await _write_chunk(database, tenant_id, batch_id, chunk_size, ahead)
+            except ChunkRaced:
+                continue
+            if progress is None:
+                return
+            if on_progress is not None:
+                on_progress(progress)
     finally:
-        serials.discard()
-
-
-async def _write_chunks(
-    database: Database,
-    tenant_id: uuid.UUID,
-    batch_id: uuid.UUID,
-    chunk_size: int,
-    serials: _SerialsAhead,
-    on_progress: Callable[[int], None] | None,
-) -> None:
-    collisions = 0
-    while True:
-        try:
-            progress = await _write_chunk(database, tenant_id, batch_id, chunk_size, serials)
-        except ChunkRaced:
-            continue
-        except Exception as exc:
-            # The raw bulk path raises the driver's own unique-violation error, not SQLAlchemy's.
-            if not _is_unique_violation(exc) or collisions >= MAX_COLLISION_RETRIES:
-                raise
-            collisions += 1
-            log.warning("serial collision in a chunk; retrying with new serials", extra={"batch_id": str(batch_id)})
-            continue
-        if progress is None:
-            return
-        if on_progress is not None:
-            on_progress(progress)
-
-
-def _is_unique_violation(exc: BaseException) -> bool:
-    """A serial that already exists (not a primary-key clash, which would be a race on ids)."""
-    text = f"{type(exc).__name__} {exc}".lower()
-    return "unique" in text and "serial" in text
+        for serials_ahead in ahead:
+            serials_ahead.discard()
 
 
 @jobs.job_handler(GENERATE_TOPIC)

@@ -4,7 +4,10 @@
 its rows are written with the database's bulk path (COPY on PostgreSQL): a batch reserves a
 contiguous range of ids, so "the codes of a batch" is a primary-key range and needs no index of its
 own, and the row carries no foreign keys (their per-row checks would halve the insert rate) — the
-codes service is the only writer and keeps the references right.
+codes service is the only writer and keeps the references right. Item serials are an encrypted
+counter (`codes.serials`): unique by construction and decrypted to the row's id for lookups, so
+they need no index; SSCCs and other container codes are found through a partial unique index that
+item rows stay out of (see docs/adr/0008-serials-are-an-encrypted-counter.md).
 """
 
 from __future__ import annotations
@@ -108,6 +111,9 @@ class CodeBatch(TenantOwned, Base):
     resolver_base: Mapped[str] = mapped_column(String(200))
     generated_count: Mapped[int] = mapped_column(Integer, default=0)
     pin_key_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Serial scheme: the key version that encrypts the ids into serials (None: SSCCs, or random
+    # serials made before serials were encrypted ids).
+    serial_key_version: Mapped[int | None] = mapped_column(SmallInteger, default=None)
     status: Mapped[str] = mapped_column(String(12), default=BATCH_REQUESTED)
     commissioned_count: Mapped[int] = mapped_column(Integer, default=0)
     voided_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -139,11 +145,20 @@ class Code(TenantOwned, Base):
             postgresql_where="parent_id IS NOT NULL",
             sqlite_where=text("parent_id IS NOT NULL"),
         ),
+        # Cases and pallets (SSCCs are looked up by value); item rows, the bulk, stay out of it.
+        Index(
+            "uq_codes_container_serial",
+            "serial",
+            unique=True,
+            postgresql_where="level <> 1",
+            sqlite_where=text("level <> 1"),
+        ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # INTEGER on SQLite: the rowid itself, so the table is its only B-tree.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # overrides TenantOwned's column: no foreign key
-    serial: Mapped[str] = mapped_column(String(20).with_variant(String(20, collation="C"), "postgresql"), unique=True)
+    serial: Mapped[str] = mapped_column(String(20).with_variant(String(20, collation="C"), "postgresql"))
     level: Mapped[int] = mapped_column(SmallInteger)
     state: Mapped[int] = mapped_column(SmallInteger, default=GENERATED)
     parent_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
@@ -185,3 +200,15 @@ class CodeEvent(TenantOwned, Base):
     actor_label: Mapped[str] = mapped_column(String(254))
     idempotency_key: Mapped[str | None] = mapped_column(String(80), default=None)
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class LegacySerial(Base):
+    """Item serials made before serials were encrypted ids (random, so not decryptable): their
+    index, so that codes printed then are still found. Nothing new is written here."""
+
+    __tablename__ = "code_legacy_serials"
+
+    serial: Mapped[str] = mapped_column(
+        String(20).with_variant(String(20, collation="C"), "postgresql"), primary_key=True
+    )
+    code_id: Mapped[int] = mapped_column(BigInteger)

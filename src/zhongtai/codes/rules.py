@@ -1,17 +1,15 @@
 """Pure rules of codes: serials, SSCCs, hidden PINs, GS1 Digital Link URIs. No I/O.
 
-Serial arithmetic (documented in docs/codes.md): a serial is 80 bits from the operating system's
-CSPRNG written as 16 characters of RFC 4648 base32 (A–Z, 2–7), all within GS1's AI (21) character set.
-With L live codes of a brand, one blind guess hits a live code with probability L / 2^80; even at
-10^10 live codes that is 8.3e-15 per guess, against the EU Falsified Medicines Directive bound of
-1 in 10,000 for guessing a valid serial.
+Serials (made in `codes.serials`, arithmetic in docs/codes.md): 16 characters of RFC 4648 base32
+(A–Z, 2–7), all within GS1's AI (21) character set — a key-version character and the code's id
+encrypted with FF1 over 75 bits. With L live codes, one blind guess hits a live code with
+probability at most L / 2^75; even at 10^10 live codes that is 2.6e-13 per guess, against the EU
+Falsified Medicines Directive bound of 1 in 10,000 for guessing a valid serial.
 """
 
 from __future__ import annotations
 
-import base64
 import hmac
-import os
 import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
@@ -24,12 +22,6 @@ SERIAL_RE = re.compile(r"^[A-Z2-7]{16}$")
 PIN_DIGITS = 8
 SSCC_LENGTH = 18
 GS1_CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
-
-
-def new_serials(count: int) -> list[str]:
-    """`count` fresh serials; one call to the CSPRNG and one base32 pass for the whole chunk."""
-    encoded = base64.b32encode(os.urandom(SERIAL_BYTES * count)).decode("ascii")
-    return [encoded[i : i + SERIAL_LENGTH] for i in range(0, SERIAL_LENGTH * count, SERIAL_LENGTH)]
 
 
 def sscc_capacity(company_prefix: str) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.catalog.models import Lot, Product
-from zhongtai.codes import rules
+from zhongtai.codes import rules, serials
 from zhongtai.codes.errors import (
     BatchNotFound,
     BatchVoided,
@@ -41,6 +42,7 @@ from zhongtai.codes.models import (
     Code,
     CodeBatch,
     CodeSettings,
+    LegacySerial,
     PinKey,
 )
 from zhongtai.core import audit, jobs
@@ -50,6 +52,7 @@ from zhongtai.core.crypto import Crypto
 from zhongtai.core.principals import Principal
 
 MAX_BATCH_QUANTITY = 10_000_000
+LOOKUP_CHUNK = 1000
 PIN_KEY_PURPOSE = "codes.pin_key"
 GENERATE_TOPIC = "codes.generate"
 # Handled by the trace module: each custody step becomes an EPCIS event (zhongtai.trace.producers).
@@ -227,6 +230,12 @@ async def do_request_batch(
             )
     # Items carry a hidden PIN; the batch remembers which key version derives it.
     version = (await current_pin_key(session, crypto, actor.tenant_id))[0] if level == ITEM else None
+    # Serials are the ids encrypted under the newest serial key (see codes.serials).
+    serial_key_version = None
+    if scheme == "serial":
+        serial_key_version = serials.keyring(session).current_version
+        if serial_key_version is None:
+            raise RuntimeError("no PII key version between 1 and 31 is configured, so no serial key")
     batch = CodeBatch(
         tenant_id=actor.tenant_id,
         number=f"{utcnow():%Y%m%d}-{secrets.token_hex(3).upper()}",
@@ -238,6 +247,7 @@ async def do_request_batch(
         first_sscc_reference=first_reference,
         resolver_base=resolver_base_of(code_settings, public_url),
         pin_key_version=version,
+        serial_key_version=serial_key_version,
         note=request.note.strip()[:200],
         idempotency_key=request.idempotency_key,
         created_by=actor.label,
@@ -411,9 +421,42 @@ async def batch_of(session: AsyncSession, code: Code) -> CodeBatch:
     return batch
 
 
+async def find_codes(session: AsyncSession, keys: Sequence[str]) -> dict[str, Code]:
+    """The codes with these serials or SSCCs (as `ParsedCode.key`), within the session's tenancy scope.
+
+    Serials decrypt to ids (a primary-key lookup); SSCCs and other container codes are found through
+    the partial index on containers; random item serials made before serials were encrypted ids
+    through their own table. At most 1,000 keys a query."""
+    found: dict[str, Code] = {}
+    wanted = list(dict.fromkeys(keys))
+    by_id = serials.keyring(session).ids(key for key in wanted if len(key) == serials.SERIAL_LENGTH)
+    ids = list(by_id.values())
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        rows = await session.scalars(select(Code).where(Code.id.in_(ids[start : start + LOOKUP_CHUNK])))
+        found.update({code.serial: code for code in rows})
+    # A serial that decrypts to an existing id of another serial is not that code.
+    found = {key: found[key] for key in wanted if key in found}
+    missing = [key for key in wanted if key not in found]
+    for start in range(0, len(missing), LOOKUP_CHUNK):
+        chunk = missing[start : start + LOOKUP_CHUNK]
+        rows = await session.scalars(select(Code).where(Code.serial.in_(chunk), Code.level != ITEM))
+        found.update({code.serial: code for code in rows})
+    missing = [key for key in missing if key not in found and len(key) == serials.SERIAL_LENGTH]
+    for start in range(0, len(missing), LOOKUP_CHUNK):
+        chunk = missing[start : start + LOOKUP_CHUNK]
+        legacy = await session.execute(
+            select(LegacySerial.serial, LegacySerial.code_id).where(LegacySerial.serial.in_(chunk))
+        )
+        legacy_ids: dict[str, int] = {row.serial: row.code_id for row in legacy}
+        if legacy_ids:
+            rows = await session.scalars(select(Code).where(Code.id.in_(list(legacy_ids.values()))))
+            found.update({code.serial: code for code in rows if legacy_ids.get(code.serial) == code.id})
+    return found
+
+
 async def lookup(session: AsyncSession, text_value: str) -> CodeView:
     parsed = parse(text_value)
-    code = await session.scalar(select(Code).where(Code.serial == parsed.key))
+    code = (await find_codes(session, [parsed.key])).get(parsed.key)
     if code is None:
         raise CodeNotFound()
     batch = await batch_of(session, code)

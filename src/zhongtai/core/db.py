@@ -63,7 +63,10 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        # Sessions carry the settings, for code that needs the platform's keys (e.g. code serials).
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=True, info={"settings": settings}
+        )
 
     @property
     def dialect(self) -> str:

@@ -82,9 +82,13 @@ async def do_request_otp(
     phone: str,
     ip: str | None,
     ttl_seconds: int,
+    phone_purpose: str = PHONE_PURPOSE,
+    challenge_purpose: str = "signin",
 ) -> OtpSent:
+    """Send a sign-in code. `phone_purpose` keys the number's lookup hash, so that consumers and
+    other principals signing in with the same number (channel partners) never share a challenge."""
     e164 = check_phone(phone)
-    phone_hash = crypto.lookup_hash(e164, purpose=PHONE_PURPOSE)
+    phone_hash = crypto.lookup_hash(e164, purpose=phone_purpose)
     for key, limit, period, message in (
         (f"otp:phone:{phone_hash}", 1, 60.0, "A code was just sent to this number; wait a minute."),
         (f"otp:phone-day:{phone_hash}", 10, 86400.0, "Too many codes for this number today."),
@@ -98,7 +102,7 @@ async def do_request_otp(
         tenant_id=tenant.id,
         phone_hash=phone_hash,
         code_hash="",
-        purpose="signin",
+        purpose=challenge_purpose,
         expires_at=utcnow() + timedelta(seconds=ttl_seconds),
     )
     session.add(challenge)
@@ -120,11 +124,9 @@ class ConsumerSignedIn:
     is_new: bool
 
 
-async def do_verify_otp(
-    session: AsyncSession, *, crypto: Crypto, tenant: Tenant, phone: str, code: str
-) -> ConsumerSignedIn:
-    e164 = check_phone(phone)
-    phone_hash = crypto.lookup_hash(e164, purpose=PHONE_PURPOSE)
+async def do_consume_otp(session: AsyncSession, *, crypto: Crypto, phone_hash: str, code: str) -> None:
+    """Check a sign-in code for the number with this lookup hash and use it up; raises `OtpMissing`,
+    `OtpExhausted` or `WrongOtp` (which keeps the counted attempt)."""
     now = utcnow()
     challenge = await session.scalar(
         select(OtpChallenge)
@@ -158,6 +160,15 @@ async def do_verify_otp(
     )
     if consumed.rowcount != 1:  # type: ignore[attr-defined]
         raise OtpMissing()  # a parallel request used this code first
+
+
+async def do_verify_otp(
+    session: AsyncSession, *, crypto: Crypto, tenant: Tenant, phone: str, code: str
+) -> ConsumerSignedIn:
+    e164 = check_phone(phone)
+    phone_hash = crypto.lookup_hash(e164, purpose=PHONE_PURPOSE)
+    now = utcnow()
+    await do_consume_otp(session, crypto=crypto, phone_hash=phone_hash, code=code)
     consumer = await session.scalar(select(Consumer).where(Consumer.phone_hash == phone_hash))
     is_new = consumer is None
     if consumer is None:

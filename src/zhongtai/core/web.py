@@ -19,6 +19,17 @@ from zhongtai.core.runtime import Runtime
 from zhongtai.core.signin import SESSION_COOKIE, resolve_session
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+BearerResolver = Callable[[AsyncSession, str], Coroutine[Any, Any, Principal | None]]
+# Bearer tokens of principals that modules own (e.g. `ztp_` for channel partners), by token prefix.
+BEARER_RESOLVERS: dict[str, BearerResolver] = {}
+
+
+def register_bearer_resolver(prefix: str, resolver: BearerResolver) -> None:
+    """Let a module authenticate bearer tokens that start with `prefix` (such as "ztp_")."""
+    BEARER_RESOLVERS[prefix] = resolver
+
+
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 
@@ -75,8 +86,11 @@ async def _resolve_principal(request: Request, session: AsyncSession) -> Princip
     principal: Principal | None = None
     if scheme.lower() == "bearer" and credential:
         credential = credential.strip()
+        resolver = next((r for prefix, r in BEARER_RESOLVERS.items() if credential.startswith(prefix)), None)
         if credential.startswith("ztc_"):
             principal = await authenticate_consumer(session, credential)
+        elif resolver is not None:
+            principal = await resolver(session, credential)
         else:
             principal = await authenticate_token(session, credential, ip=client_ip(request))
         if principal is None:

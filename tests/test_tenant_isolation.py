@@ -23,6 +23,10 @@ from tests.factories import Brand, bearer, console_login, make_brand, make_token
 from zhongtai.catalog import service as catalog
 from zhongtai.catalog.models import Lot, Product
 from zhongtai.catalog.rules import LotDraft, ProductDraft
+from zhongtai.channel import partners as channel_partners
+from zhongtai.channel import rules as channel_rules
+from zhongtai.channel import service as channel
+from zhongtai.channel.models import Dealer, Guide, PartnerAccount, Store
 from zhongtai.codes import service as codes
 from zhongtai.codes.generation import generate_batch
 from zhongtai.codes.models import Code, CodeBatch
@@ -60,6 +64,8 @@ PUBLIC_ROUTES = {
     "/h5/{tenant_slug}/dev/sms": "development-only inbox, 404 outside development",
     "/api/v1/public/{tenant_slug}/otp": "a brand's public consumer sign-in",
     "/api/v1/public/{tenant_slug}/sessions": "a brand's public consumer sign-in",
+    "/api/v1/channel/public/{tenant_slug}/partner/otp": "a brand's public partner sign-in",
+    "/api/v1/channel/public/{tenant_slug}/partner/sessions": "a brand's public partner sign-in",
     # Public by design: consumers and auditors verify without an account; proofs reveal only hashes.
     "/epcis/log/{tenant_slug}/checkpoint": "a brand's signed tree head (public by design: only hashes)",
     "/epcis/log/{tenant_slug}/checkpoints": "a brand's signed tree heads (public by design: only hashes)",
@@ -88,6 +94,10 @@ class Victim:
     capture_id: str = ""
     lottery_session_id: uuid.UUID | None = None
     lottery_entry_id: uuid.UUID | None = None
+    dealer_id: uuid.UUID | None = None
+    store_id: uuid.UUID | None = None
+    guide_id: uuid.UUID | None = None
+    partner_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -107,6 +117,12 @@ class Victim:
             VICTIM_EVENT["eventID"],
             str(self.lottery_session_id),
             str(self.lottery_entry_id),
+            str(self.dealer_id),
+            str(self.store_id),
+            str(self.guide_id),
+            str(self.partner_id),
+            "VICTIM-DEALER",
+            "VICTIM-STORE",
         ]
 
 
@@ -132,6 +148,10 @@ PATH_VALUES: dict[str, Any] = {
     "bizLocation": lambda v: VICTIM_SHIPMENT["bizLocation"]["id"],
     "session_id": lambda v: v.lottery_session_id,
     "entry_id": lambda v: v.lottery_entry_id,
+    "dealer_id": lambda v: v.dealer_id,
+    "store_id": lambda v: v.store_id,
+    "guide_id": lambda v: v.guide_id,
+    "partner_id": lambda v: v.partner_id,
 }
 
 VICTIM_EVENT: dict[str, Any] = {
@@ -175,6 +195,12 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
     ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},
     ("POST", "/api/v1/codes/batches/{batch_id}/void"): {"reason": "hijacked"},
+    ("PATCH", "/api/v1/channel/dealers/{dealer_id}"): {"name": "hijacked", "region_codes": []},
+    ("PATCH", "/api/v1/channel/stores/{store_id}"): {"name": "hijacked"},
+    ("POST", "/api/v1/channel/dealers/{dealer_id}/territory-check"): {"latitude": 23.1, "longitude": 113.3},
+    ("POST", "/api/v1/channel/stores/{store_id}/guides"): {"name": "hijacked", "phone": "13900009999"},
+    ("PATCH", "/api/v1/channel/guides/{guide_id}"): {"name": "hijacked"},
+    ("PATCH", "/api/v1/channel/partners/{partner_id}"): {"is_active": False, "password": "hijacked password"},
     # Steps aimed at the victim's printed codes (the attacker holds a bottle of the victim's brand).
     ("POST", "/api/v1/codes/commission"): lambda v: {"codes": [v.serial]},
     ("POST", "/api/v1/codes/decommission"): lambda v: {"codes": [v.serial], "reason": "hijack"},
@@ -271,6 +297,38 @@ async def _make_victim(runtime: Runtime) -> Victim:
         session.add(entry)
         await session.flush()
         victim.lottery_session_id, victim.lottery_entry_id = draft.id, entry.id
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        actor = system_actor(brand.id)
+        dealer = await channel.do_create_dealer(
+            session, actor, runtime.crypto, channel_rules.DealerDraft(code="VICTIM-DEALER", name="Victim dealer")
+        )
+        channel_store = await channel.do_create_store(
+            session,
+            actor,
+            runtime.crypto,
+            channel_rules.StoreDraft(code="VICTIM-STORE", name="Victim store", dealer_code="VICTIM-DEALER"),
+        )
+        guide = await channel.do_create_guide(
+            session,
+            actor,
+            runtime.crypto,
+            channel_store.id,
+            channel_rules.GuideDraft(name="Victim guide", phone="13900001234"),
+        )
+        partner = await channel_partners.do_create_partner(
+            session,
+            actor,
+            runtime.crypto,
+            channel_partners.PartnerDraft(
+                "store", channel_store.id, "13900004321", "Victim clerk", "victim clerk password"
+            ),
+        )
+        victim.dealer_id, victim.store_id, victim.guide_id, victim.partner_id = (
+            dealer.id,
+            channel_store.id,
+            guide.id,
+            partner.id,
+        )
     return victim
 
 
@@ -317,9 +375,19 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
         ]
         lottery_stock = sorted((await session.execute(select(LotteryStock.store_id, LotteryStock.quantity))).all())
         lottery_entries = await session.scalar(select(func.count()).select_from(LotteryEntry))
+        channel_rows = [
+            *[(d.code, d.name, d.status) for d in await session.scalars(select(Dealer).order_by(Dealer.code))],
+            *[(x.code, x.name, x.status) for x in await session.scalars(select(Store).order_by(Store.code))],
+            *[(g.name, g.status) for g in await session.scalars(select(Guide).order_by(Guide.name))],
+            *[
+                (a.phone_masked, a.is_active, a.password_hash)
+                for a in await session.scalars(select(PartnerAccount).order_by(PartnerAccount.phone_hash))
+            ],
+        ]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
         return {
+            "channel": channel_rows,
             "users": users,
             "tokens": tokens,
             "jobs": job_states,

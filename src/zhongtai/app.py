@@ -18,6 +18,7 @@ from zhongtai.authenticity import permissions as _authenticity_permissions  # no
 from zhongtai.authenticity import service as _authenticity_jobs  # noqa: F401 - registers the clone-alert job
 from zhongtai.catalog import api as catalog_api
 from zhongtai.catalog import console as catalog_console
+from zhongtai.channel import api as channel_api
 from zhongtai.codes import api as codes_api
 from zhongtai.codes import console as codes_console
 from zhongtai.codes import generation as _codes_jobs  # noqa: F401 - registers the generation job
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(health.router)
     app.include_router(core_api.router)
     app.include_router(catalog_api.router)
+    app.include_router(channel_api.router)
     app.include_router(codes_api.router)
     app.include_router(epcis_api.router)
     app.include_router(trace_log_api.router)

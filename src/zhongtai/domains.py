@@ -12,6 +12,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.authenticity.permissions",
     "zhongtai.authenticity.service",
     "zhongtai.catalog.api",
+    "zhongtai.channel.api",
     "zhongtai.codes.api",
     "zhongtai.codes.generation",
     "zhongtai.trace.capture",

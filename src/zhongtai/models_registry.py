@@ -2,6 +2,7 @@
 
 from zhongtai.authenticity import models as _authenticity_models  # noqa: F401
 from zhongtai.catalog import models as _catalog_models  # noqa: F401
+from zhongtai.channel import models as _channel_models  # noqa: F401
 from zhongtai.codes import models as _codes_models  # noqa: F401
 from zhongtai.core import models as _core_models  # noqa: F401
 from zhongtai.core.models import Base

@@ -104,7 +104,11 @@ class Store(_Phone, TenantOwned, Base):
 
     @property
     def region_codes(self) -> list[str]:
-        return [c for c in (self.province_code, self.city_code, self.county_code) if c]
+        codes: list[str] = []
+        for code in (self.province_code, self.city_code, self.county_code):
+            if code and code not in codes:  # a municipality is its own city (110000)
+                codes.append(code)
+        return codes
 
 
 class Guide(_Phone, TenantOwned, Base):

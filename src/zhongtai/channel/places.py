@@ -1,32 +1,19 @@
 """Where things are, through `zhongtai.geo` (offline GB/T 2260 regions and territories).
 
 The channel asks three questions: is this region code known, which province/city/county holds this
-WGS-84 point, and does a dealer's territory contain it. When the geography package is not
-installed the answers degrade visibly — codes are checked by format only, points resolve to no
-region, and territory membership is unknown (None) — rather than guessed.
+WGS-84 point, and does a dealer's territory contain it.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from functools import cache, lru_cache
-from typing import Any
+from functools import lru_cache
 
+from zhongtai import geo
 from zhongtai.catalog.rules import Problem
 from zhongtai.channel.rules import Polygon
 
-
-@cache
-def _geo() -> Any | None:
-    try:
-        return importlib.import_module("zhongtai.geo")
-    except ImportError:
-        return None
-
-
-def geography_available() -> bool:
-    return _geo() is not None
+FrozenPolygons = tuple[tuple[tuple[tuple[float, float], ...], ...], ...]
 
 
 @dataclass(frozen=True)
@@ -37,72 +24,63 @@ class Place:
     label: str
 
 
+def _label(region: geo.Region) -> str:
+    names: list[str] = []
+    for name in (region.province_name, region.city_name, region.county_name):
+        if name and name not in names:  # a municipality is its own city: 北京市, not 北京市北京市
+            names.append(name)
+    return "".join(names)
+
+
 def region_label(code: str) -> str:
-    geo = _geo()
-    if geo is None:
-        return code
     region = geo.region_by_code(code)
-    if region is None:
-        return code
-    return "".join(name for name in (region.province_name, region.city_name, region.county_name) if name) or code
+    return _label(region) or code if region is not None else code
 
 
 def check_region_codes(codes: list[str]) -> list[Problem]:
-    """Problems for codes the atlas does not know (format was checked by the rules)."""
-    geo = _geo()
-    if geo is None:
-        return []
+    """Problems for codes the atlas does not know (the format was checked by the rules)."""
     return [
-        Problem(
-            "region_codes",
-            "{value} is not a known administrative region code (GB/T 2260).",
-            {"value": code},
-        )
+        Problem("region_codes", "{value} is not a known administrative region code (GB/T 2260).", {"value": code})
         for code in codes
         if geo.region_by_code(code) is None
     ]
 
 
+def _frozen(polygons: list[Polygon]) -> FrozenPolygons:
+    return tuple(tuple(tuple((lon, lat) for lon, lat in ring) for ring in polygon) for polygon in polygons)
+
+
 def check_polygon_shapes(polygons: list[Polygon]) -> list[Problem]:
     """Self-crossing or area-less polygons, as the territory test would refuse them."""
-    geo = _geo()
-    if geo is None or not polygons:
+    if not polygons:
         return []
     try:
-        geo.Territory(polygons=[[[(lon, lat) for lon, lat in ring] for ring in polygon] for polygon in polygons])
+        geo.Territory(polygons=[list(polygon) for polygon in _frozen(polygons)])
     except ValueError as exc:
         return [Problem("polygons", "The territory polygons are not valid: {reason}.", {"reason": str(exc)})]
     return []
 
 
 def locate(latitude: float, longitude: float) -> Place | None:
-    geo = _geo()
-    if geo is None:
-        return None
     region = geo.locate(geo.Point(latitude, longitude))
     if region is None:
         return None
-    label = "".join(name for name in (region.province_name, region.city_name, region.county_name) if name)
-    return Place(region.province_code, region.city_code, region.county_code, label)
+    return Place(region.province_code, region.city_code, region.county_code, _label(region))
 
 
 def territory_contains(
     region_codes: list[str], polygons: list[Polygon], latitude: float, longitude: float
 ) -> bool | None:
-    """Whether the territory holds the point; None when there is no territory or no geography."""
-    geo = _geo()
-    if geo is None or not (region_codes or polygons):
+    """Whether the territory holds the point; None when the dealer has no territory."""
+    if not (region_codes or polygons):
         return None
-    territory = _territory(tuple(region_codes), _frozen(polygons))
-    return bool(territory.contains(geo.Point(latitude, longitude)))
-
-
-def _frozen(polygons: list[Polygon]) -> tuple[tuple[tuple[tuple[float, float], ...], ...], ...]:
-    return tuple(tuple(tuple((lon, lat) for lon, lat in ring) for ring in polygon) for polygon in polygons)
+    try:
+        territory = _territory(tuple(sorted(region_codes)), _frozen(polygons))
+    except ValueError:
+        return None  # a stored code the atlas no longer knows: unknown rather than an error
+    return territory.contains(geo.Point(latitude, longitude))
 
 
 @lru_cache(maxsize=512)
-def _territory(region_codes: tuple[str, ...], polygons: tuple[Any, ...]) -> Any:
-    geo = _geo()
-    assert geo is not None
-    return geo.Territory(region_codes=list(region_codes), polygons=[list(map(list, p)) for p in polygons])
+def _territory(region_codes: tuple[str, ...], polygons: FrozenPolygons) -> geo.Territory:
+    return geo.Territory(region_codes=list(region_codes), polygons=[list(polygon) for polygon in polygons])

@@ -7,9 +7,13 @@ import uuid
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 
-from zhongtai.channel import partners, places, rules, service
+from zhongtai.catalog.api import check_upload_size, read_upload, report_of
+from zhongtai.catalog.errors import ImportHasErrors
+from zhongtai.catalog.importer import ImportMode
+from zhongtai.catalog.schemas import ImportReport
+from zhongtai.channel import importer, partners, places, rules, service
 from zhongtai.channel.errors import InvalidFields, StoreNotFound
 from zhongtai.channel.models import Dealer, Store
 from zhongtai.channel.permissions import CHANNEL_MANAGE, CHANNEL_READ
@@ -277,6 +281,89 @@ async def archive_guide(guide_id: uuid.UUID, session: DbSession, actor: ChannelM
 @router.post("/guides/{guide_id}/unarchive", response_model=GuideOut)
 async def unarchive_guide(guide_id: uuid.UUID, session: DbSession, actor: ChannelManager, origin: Origin) -> GuideOut:
     return GuideOut.of(await service.do_set_guide_archived(session, actor, guide_id, archived=False, origin=origin))
+
+
+# Import.
+
+
+IMPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "the file is larger than 5 MB or has more than 50,000 rows"},
+    422: {"description": "some rows have errors and mode is `all`: nothing was imported; `data` is the report"},
+}
+ImportFile = Annotated[UploadFile, File(description="CSV (UTF-8 or GB18030) or XLSX; first row names the columns")]
+ImportModeForm = Annotated[ImportMode, Form(description="`all`: nothing unless every row is valid")]
+DryRun = Annotated[bool, Form(description="check only, write nothing")]
+
+
+async def _import(
+    kind: str,
+    session: DbSession,
+    actor: Principal,
+    runtime: RuntimeDep,
+    origin: Origin,
+    file: UploadFile,
+    mode: ImportMode,
+    dry_run: bool,
+) -> ImportReport:
+    content = await read_upload(file)
+    result = await importer.do_import(
+        session,
+        actor,
+        runtime.crypto,
+        kind=kind,
+        filename=file.filename or "",
+        content=content,
+        mode=mode,
+        dry_run=dry_run,
+        origin=origin,
+    )
+    report = report_of(result)
+    if result.errors and mode is ImportMode.ALL and not dry_run:
+        raise ImportHasErrors(
+            f"{result.invalid_rows} of {result.rows} rows have errors; nothing was imported. "
+            "Fix them, or import only the valid rows.",
+            **report.model_dump(mode="json"),
+        )
+    return report
+
+
+@router.post(
+    "/import/dealers",
+    response_model=ImportReport,
+    dependencies=[Depends(check_upload_size)],
+    responses=IMPORT_RESPONSES,
+)
+async def import_dealers(
+    session: DbSession,
+    actor: ChannelManager,
+    runtime: RuntimeDep,
+    origin: Origin,
+    file: ImportFile,
+    mode: ImportModeForm = ImportMode.ALL,
+    dry_run: DryRun = False,
+) -> ImportReport:
+    """Dealers from a file, matched by code: code, name, contact, phone, region codes (`;`-separated)."""
+    return await _import("dealers", session, actor, runtime, origin, file, mode, dry_run)
+
+
+@router.post(
+    "/import/stores",
+    response_model=ImportReport,
+    dependencies=[Depends(check_upload_size)],
+    responses=IMPORT_RESPONSES,
+)
+async def import_stores(
+    session: DbSession,
+    actor: ChannelManager,
+    runtime: RuntimeDep,
+    origin: Origin,
+    file: ImportFile,
+    mode: ImportModeForm = ImportMode.ALL,
+    dry_run: DryRun = False,
+) -> ImportReport:
+    """Stores from a file, matched by code: code, name, dealer code, address, contact, phone, latitude,
+    longitude (WGS-84). Import the dealers first."""
+    return await _import("stores", session, actor, runtime, origin, file, mode, dry_run)
 
 
 # Partner accounts (operators).

@@ -184,7 +184,7 @@ async def find_dealer_by_code(session: AsyncSession, code: str) -> Dealer | None
     return found
 
 
-def _dealer_columns(values: dict[str, Any]) -> dict[str, Any]:
+def dealer_columns(values: dict[str, Any]) -> dict[str, Any]:
     return {
         "code": values["code"],
         "name": values["name"],
@@ -205,7 +205,7 @@ async def do_create_dealer(
     values = check_dealer(draft)
     if await find_dealer_by_code(session, values["code"]) is not None:
         raise DuplicateCode("dealer", values["code"])
-    dealer = Dealer(**_dealer_columns(values))
+    dealer = Dealer(**dealer_columns(values))
     set_phone(dealer, crypto, values["phone"])
     session.add(dealer)
     await _flush(session, "dealer", dealer.code)
@@ -253,7 +253,7 @@ async def do_update_dealer(
         other = await find_dealer_by_code(session, values["code"])
         if other is not None:
             raise DuplicateCode("dealer", values["code"])
-    changed = _changes(dealer, _dealer_columns(values))
+    changed = _changes(dealer, dealer_columns(values))
     phone_changed = values["phone"] != phone_of(dealer, crypto)
     if not changed and not phone_changed:
         return dealer
@@ -353,7 +353,7 @@ def place_columns(latitude: float | None, longitude: float | None) -> dict[str, 
     }
 
 
-def _store_columns(values: dict[str, Any], dealer: Dealer) -> dict[str, Any]:
+def store_columns(values: dict[str, Any], dealer: Dealer) -> dict[str, Any]:
     return {
         "code": values["code"],
         "name": values["name"],
@@ -387,7 +387,7 @@ async def do_create_store(
     dealer = await _supplying_dealer(session, values["dealer_code"])
     if await find_store_by_code(session, values["code"]) is not None:
         raise DuplicateCode("store", values["code"])
-    store = Store(**_store_columns(values, dealer))
+    store = Store(**store_columns(values, dealer))
     set_phone(store, crypto, values["phone"])
     session.add(store)
     await _flush(session, "store", store.code)
@@ -431,7 +431,7 @@ async def do_update_store(
     dealer = await _supplying_dealer(session, values["dealer_code"], current=store.dealer_id)
     if values["code"] != store.code and await find_store_by_code(session, values["code"]) is not None:
         raise DuplicateCode("store", values["code"])
-    changed = _changes(store, _store_columns(values, dealer))
+    changed = _changes(store, store_columns(values, dealer))
     phone_changed = values["phone"] != phone_of(store, crypto)
     if not changed and not phone_changed:
         return store

@@ -41,7 +41,7 @@ def located(hours: float, lat: float, lon: float) -> rules.Located:
 
 def test_clone_evidence_needs_distance_and_speed() -> None:
     shanghai, beijing = (31.2304, 121.4737), (39.9042, 116.4074)
-    assert rules.haversine_km(*shanghai, *beijing) == pytest.approx(1067.3, abs=2)
+    assert rules.distance_km(located(0, *shanghai), located(0, *beijing)) == pytest.approx(1067.3, abs=2)
     one_hour = rules.clone_evidence(located(0, *shanghai), located(1, *beijing), DEFAULTS)
     assert one_hour is not None
     assert one_hour.seconds_between == 3600
@@ -83,3 +83,34 @@ def test_user_agent_classes() -> None:
     assert rules.ua_class("Mozilla/5.0 (X11; Linux x86_64) Chrome/120") == m.UA_DESKTOP
     assert rules.ua_class("python-httpx/0.27") == m.UA_BOT
     assert rules.ua_class(None) == m.UA_OTHER
+
+
+def test_every_consumer_message_has_a_chinese_translation() -> None:
+    from zhongtai.authenticity import api, h5, resolver, verification
+    from zhongtai.i18n import catalog
+
+    messages = [
+        *api.VERDICT_TITLES.values(),
+        *api.REASON_TEXTS.values(),
+        *api.LOCKED_TEXTS.values(),
+        api.GENUINE_TEXT,
+        api.BEFORE_TEXT,
+        api.BEFORE_PLACE,
+        api.WRONG_TEXT,
+        api.WRONG_LAST_TEXT,
+        api.SUSPICIOUS_ADVICE,
+        api.PinLocked.default_message,
+        verification.InvalidPin.default_message,
+        verification.NoPin.default_message,
+        *h5._script_messages("en").values(),
+        "Give both latitude and longitude, or neither.",
+        "The latitude must be between -90 and 90.",
+        "The longitude must be between -180 and 180.",
+        "The accuracy must be between 0 and 1,000,000 metres.",
+        "The location is not a number.",
+        "A short link carries a 16-character serial.",
+        "An SSCC has 18 digits.",
+    ]
+    assert resolver.CACHE_SECONDS > 0
+    missing = [message for message in messages if message not in catalog("zh-CN")]
+    assert missing == []

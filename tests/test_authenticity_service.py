@@ -84,8 +84,10 @@ async def test_views_and_wrong_pins_are_recorded_and_counted(runtime: Runtime) -
     brand = await make_brand(runtime)
     code = ref(brand.id)
     async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
-        await service.do_record_view(session, code, ctx(T0))
-        await service.do_record_view(session, code, ctx(T0 + timedelta(seconds=5)))
+        first = await service.do_record_view(session, code, ctx(T0))
+        second = await service.do_record_view(session, code, ctx(T0 + timedelta(seconds=5)))
+    assert (first.view_count, second.view_count, second.verify_count, second.first_verified_at) == (1, 2, 0, None)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
         await service.do_record_wrong_pin(session, code, ctx(T0 + timedelta(seconds=9)))
     async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
         summary = await service.summary_of(session, code.code_id)

@@ -20,6 +20,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import func, select
 
 from tests.factories import Brand, bearer, console_login, make_brand, make_token, make_user, system_actor
+from zhongtai.authenticity.models import CloneAlert
 from zhongtai.catalog import service as catalog
 from zhongtai.catalog.models import Lot, Product
 from zhongtai.catalog.rules import LotDraft, ProductDraft
@@ -76,6 +77,15 @@ PUBLIC_ROUTES = {
     "/h5/{tenant_slug}/trace-data": "a code's history for the consumer page (public by design, no operators)",
     "/api/v1/public/{tenant_slug}/lottery/{session_id}/commitment": "a lottery's commitment (public by design)",
     "/api/v1/public/{tenant_slug}/lottery/{session_id}/draw": "a lottery's draw data (public by design, pseudonymous)",
+    # The consumer's scan: the Digital Link resolver and the PIN check answer anyone holding the code.
+    "/01/{gtin}/21/{serial}": "the consumer scan page of a printed code (public by design)",
+    "/01/{gtin}/10/{lot}/21/{serial}": "the consumer scan page of a printed code (public by design)",
+    "/00/{sscc}": "the consumer scan page of a printed logistic unit (public by design)",
+    "/s/{serial}": "legacy short link: redirect to the Digital Link",
+    "/c/{serial}": "legacy short link: redirect to the Digital Link",
+    "/01/{rest:path}": "unreadable Digital Links: an error page",
+    "/00/{rest:path}": "unreadable Digital Links: an error page",
+    "/api/v1/authenticity/verify": "the consumer's PIN check of a printed code (public by design, limited)",
 }
 
 
@@ -98,6 +108,7 @@ class Victim:
     store_id: uuid.UUID | None = None
     guide_id: uuid.UUID | None = None
     partner_id: uuid.UUID | None = None
+    alert_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -114,6 +125,7 @@ class Victim:
             str(self.batch_id),
             self.serial,
             self.capture_id,
+            str(self.alert_id),
             VICTIM_EVENT["eventID"],
             str(self.lottery_session_id),
             str(self.lottery_entry_id),
@@ -136,6 +148,7 @@ PATH_VALUES: dict[str, Any] = {
     "verb": lambda v: "retry",
     "product_id": lambda v: v.product_id,
     "lot_id": lambda v: v.lot_id,
+    "alert_id": lambda v: v.alert_id,
     "batch_id": lambda v: v.batch_id,
     "captureID": lambda v: v.capture_id,
     "eventID": lambda v: VICTIM_EVENT["eventID"],
@@ -201,6 +214,7 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/channel/stores/{store_id}/guides"): {"name": "hijacked", "phone": "13900009999"},
     ("PATCH", "/api/v1/channel/guides/{guide_id}"): {"name": "hijacked"},
     ("PATCH", "/api/v1/channel/partners/{partner_id}"): {"is_active": False, "password": "hijacked password"},
+    ("POST", "/api/v1/authenticity/clone-alerts/{alert_id}"): {"status": "dismissed", "note": "hijacked"},
     # Steps aimed at the victim's printed codes (the attacker holds a bottle of the victim's brand).
     ("POST", "/api/v1/codes/commission"): lambda v: {"codes": [v.serial]},
     ("POST", "/api/v1/codes/decommission"): lambda v: {"codes": [v.serial], "reason": "hijack"},
@@ -329,6 +343,20 @@ async def _make_victim(runtime: Runtime) -> Victim:
             guide.id,
             partner.id,
         )
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        alert = CloneAlert(
+            code_id=1,
+            serial=victim.serial,
+            first_scan_id=1,
+            second_scan_id=2,
+            distance_km=1067.0,
+            seconds_between=600.0,
+            speed_kmh=6402.0,
+            evidence={},
+        )
+        session.add(alert)
+        await session.flush()
+        victim.alert_id = alert.id
     return victim
 
 
@@ -384,10 +412,12 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
                 for a in await session.scalars(select(PartnerAccount).order_by(PartnerAccount.phone_hash))
             ],
         ]
+        alerts = [(a.id, a.status, a.note) for a in await session.scalars(select(CloneAlert))]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
         return {
             "channel": channel_rows,
+            "clone_alerts": alerts,
             "users": users,
             "tokens": tokens,
             "jobs": job_states,

@@ -9,7 +9,8 @@ import importlib
 
 DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.core.api",
-    "zhongtai.authenticity.permissions",
+    "zhongtai.authenticity.api",
+    "zhongtai.authenticity.h5",
     "zhongtai.authenticity.service",
     "zhongtai.catalog.api",
     "zhongtai.channel.api",

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from zhongtai import geo
 from zhongtai.authenticity import models as m
 from zhongtai.codes import models as codes_models
 
@@ -71,16 +72,9 @@ class CloneEvidence:
     speed_kmh: float
 
 
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance on the mean-radius sphere (6371.0088 km), good to ~0.5 % for this purpose."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
-
-
 def distance_km(a: Located, b: Located) -> float:
-    return haversine_km(a.latitude, a.longitude, b.latitude, b.longitude)
+    """Great-circle distance between two WGS-84 points (zhongtai.geo)."""
+    return geo.distance_km(geo.Point(a.latitude, a.longitude), geo.Point(b.latitude, b.longitude))
 
 
 def clone_evidence(previous: Located | None, current: Located | None, thresholds: Thresholds) -> CloneEvidence | None:

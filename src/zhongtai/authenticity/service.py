@@ -202,16 +202,37 @@ async def _insert_scan(session: AsyncSession, values: dict[str, Any]) -> int:
     return int(scan_id)
 
 
-async def do_record_view(session: AsyncSession, ref: CodeRef, ctx: CheckContext) -> int:
-    """Record that the code's page was opened; returns the scan id."""
+@dataclass(frozen=True)
+class ViewCounts:
+    """A code's counts right after a view was recorded (this view included)."""
+
+    scan_id: int
+    view_count: int
+    verify_count: int
+    first_verified_at: datetime | None
+    first_city_name: str | None
+    suspicious_reason: str | None
+
+
+async def do_record_view(session: AsyncSession, ref: CodeRef, ctx: CheckContext) -> ViewCounts:
+    """Record that the code's page was opened; returns the code's counts with this view."""
     scan_id = await _insert_scan(session, _scan_values(ref, ctx, m.KIND_VIEW))
     table = CodeSummary.__table__
-    await session.execute(
-        _upsert(session)(table)
-        .values(code_id=ref.code_id, tenant_id=ref.tenant_id, view_count=1, verify_count=0, wrong_pin_count=0)
-        .on_conflict_do_update(index_elements=["code_id"], set_={"view_count": table.c.view_count + 1})
-    )
-    return scan_id
+    row = (
+        await session.execute(
+            _upsert(session)(table)
+            .values(code_id=ref.code_id, tenant_id=ref.tenant_id, view_count=1, verify_count=0, wrong_pin_count=0)
+            .on_conflict_do_update(index_elements=["code_id"], set_={"view_count": table.c.view_count + 1})
+            .returning(
+                table.c.view_count,
+                table.c.verify_count,
+                table.c.first_verified_at,
+                table.c.first_city_name,
+                table.c.suspicious_reason,
+            )
+        )
+    ).one()
+    return ViewCounts(scan_id, *row)
 
 
 async def do_record_wrong_pin(session: AsyncSession, ref: CodeRef, ctx: CheckContext) -> int:

@@ -28,6 +28,7 @@ TEMPLATE_DIRS = [
     Path(__file__).parent.parent / "catalog" / "templates",
     Path(__file__).parent.parent / "codes" / "templates",
     Path(__file__).parent.parent / "trace" / "templates",
+    Path(__file__).parent.parent / "authenticity" / "templates",
     Path(__file__).parent.parent / "members" / "templates",
 ]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
 
     sms_backend: Literal["sandbox"] = "sandbox"
     otp_ttl_seconds: int = 300
+    scan_requests_per_minute: int = Field(
+        default=300,
+        ge=1,
+        description="requests per minute per network address on the public scan pages and PIN checks",
+    )
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

@@ -1,0 +1,249 @@
+"""Finding the code a consumer scanned, fast: one indexed query per scan, the rest from caches.
+
+A serial (or SSCC) is unique across the installation, so the code row names its brand. What a code
+needs besides its row — its batch's product and GTIN, scheme and PIN key version, its lot number, the
+brand's slug and name, the decrypted PIN key — changes rarely or never and is cached per process:
+
+- batches per brand (sorted by first code id; a batch is a contiguous id range), reloaded when a code
+  falls outside every cached range or after `CACHE_SECONDS` (a renamed product shows within that time);
+- lot numbers and brands for `CACHE_SECONDS` (a deactivated brand stops answering within that time);
+- PIN keys by (brand, version) for the life of the process: a key version never changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhongtai.authenticity.service import CodeRef
+from zhongtai.catalog.models import Lot, Product
+from zhongtai.codes import models as codes_models
+from zhongtai.codes import rules as code_rules
+from zhongtai.codes import service as codes_service
+from zhongtai.codes.errors import CodeNotFound, UnreadableCodeError
+from zhongtai.codes.models import Code, CodeBatch
+from zhongtai.core import tenancy
+from zhongtai.core.crypto import Crypto
+from zhongtai.core.models import Tenant
+
+CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    first_code_id: int
+    quantity: int
+    product_id: uuid.UUID
+    product_name: str
+    product_specification: str
+    gtin: str
+    scheme: str
+    resolver_base: str
+    pin_key_version: int | None
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    id: uuid.UUID
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A scanned code with everything the page and the verification need."""
+
+    ref: CodeRef
+    tenant: TenantInfo
+    batch: BatchInfo
+    level: int
+    lot_number: str | None
+
+    @property
+    def has_pin(self) -> bool:
+        return self.level == codes_models.ITEM and self.batch.pin_key_version is not None
+
+    @property
+    def uri(self) -> str:
+        """The code's Digital Link as printed (lot included when the code has one)."""
+        if self.batch.scheme == "sscc":
+            return code_rules.sscc_link(self.batch.resolver_base, self.ref.serial)
+        return code_rules.item_link(self.batch.resolver_base, self.batch.gtin, self.ref.serial, self.lot_number)
+
+    @property
+    def path(self) -> str:
+        """The Digital Link path on this resolver (no host)."""
+        if self.batch.scheme == "sscc":
+            return code_rules.sscc_link("", self.ref.serial)
+        return code_rules.item_link("", self.batch.gtin, self.ref.serial, self.lot_number)
+
+    @property
+    def state_name(self) -> str:
+        return codes_models.STATE_NAMES.get(self.ref.state, "unknown")
+
+    @property
+    def level_name(self) -> str:
+        return codes_models.LEVEL_NAMES.get(self.level, "item")
+
+
+class _Caches:
+    def __init__(self) -> None:
+        self.batches: dict[uuid.UUID, tuple[float, list[int], list[BatchInfo]]] = {}
+        self.tenants: dict[uuid.UUID, tuple[float, TenantInfo | None]] = {}
+        self.lots: dict[uuid.UUID, tuple[float, str | None]] = {}
+        self.pin_keys: dict[tuple[uuid.UUID, int], bytes] = {}
+
+    def clear(self) -> None:
+        self.batches.clear()
+        self.tenants.clear()
+        self.lots.clear()
+        self.pin_keys.clear()
+
+
+caches = _Caches()
+
+
+def parse(text: str) -> code_rules.ParsedCode:
+    """A Digital Link, short URL, serial or SSCC; a bare resolver path (`/01/…`) is read as a link."""
+    text = text.strip()
+    if text.startswith("/"):
+        text = "https://resolver.invalid" + text
+    return codes_service.parse(text)
+
+
+async def _load_batches(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[list[int], list[BatchInfo]]:
+    rows = await session.execute(
+        select(CodeBatch, Product)
+        .join(Product, Product.id == CodeBatch.product_id)
+        .where(CodeBatch.tenant_id == tenant_id)
+        .order_by(CodeBatch.first_code_id)
+    )
+    infos = [
+        BatchInfo(
+            first_code_id=batch.first_code_id,
+            quantity=batch.quantity,
+            product_id=product.id,
+            product_name=product.name,
+            product_specification=product.specification,
+            gtin=product.gtin,
+            scheme=batch.scheme,
+            resolver_base=batch.resolver_base,
+            pin_key_version=batch.pin_key_version,
+        )
+        for batch, product in rows
+    ]
+    starts = [info.first_code_id for info in infos]
+    caches.batches[tenant_id] = (time.monotonic() + CACHE_SECONDS, starts, infos)
+    return starts, infos
+
+
+def _find(starts: list[int], infos: list[BatchInfo], code_id: int) -> BatchInfo | None:
+    index = bisect.bisect_right(starts, code_id) - 1
+    if index < 0:
+        return None
+    info = infos[index]
+    return info if code_id < info.first_code_id + info.quantity else None
+
+
+async def _batch_of(session: AsyncSession, tenant_id: uuid.UUID, code_id: int) -> BatchInfo:
+    cached = caches.batches.get(tenant_id)
+    if cached is not None and cached[0] > time.monotonic():
+        found = _find(cached[1], cached[2], code_id)
+        if found is not None:
+            return found
+    starts, infos = await _load_batches(session, tenant_id)
+    found = _find(starts, infos, code_id)
+    if found is None:
+        raise CodeNotFound()
+    return found
+
+
+async def _tenant(session: AsyncSession, tenant_id: uuid.UUID) -> TenantInfo:
+    cached = caches.tenants.get(tenant_id)
+    if cached is not None and cached[0] > time.monotonic():
+        info = cached[1]
+    else:
+        row = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
+        info = TenantInfo(row.id, row.slug, row.name) if row is not None and row.is_active else None
+        caches.tenants[tenant_id] = (time.monotonic() + CACHE_SECONDS, info)
+    if info is None:
+        raise CodeNotFound("This brand's codes are not available.")
+    return info
+
+
+async def _lot_number(session: AsyncSession, lot_id: uuid.UUID | None) -> str | None:
+    if lot_id is None:
+        return None
+    cached = caches.lots.get(lot_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    number = await session.scalar(select(Lot.lot_number).where(Lot.id == lot_id))
+    caches.lots[lot_id] = (time.monotonic() + CACHE_SECONDS, number)
+    return number
+
+
+async def resolve(session: AsyncSession, parsed: code_rules.ParsedCode) -> Resolved:
+    """The code a parsed link names, on any brand; leaves the session scoped to that brand.
+
+    Raises CodeNotFound for an unknown serial, a serial under another GTIN, or an SSCC asked as an
+    item (and the reverse). A lot in the link is not checked: labels may be printed before the lot is
+    known, and the page shows the code's real lot."""
+    tenancy.scope_all_tenants(session)
+    row = (
+        await session.execute(
+            select(Code.id, Code.tenant_id, Code.state, Code.lot_id, Code.level).where(Code.serial == parsed.key)
+        )
+    ).one_or_none()
+    if row is None:
+        raise CodeNotFound()
+    code_id, tenant_id, state, lot_id, level = row
+    tenancy.scope_to_tenant(session, tenant_id)
+    batch = await _batch_of(session, tenant_id, code_id)
+    if parsed.sscc is not None and batch.scheme != "sscc":
+        raise CodeNotFound()
+    if parsed.gtin is not None and (batch.scheme == "sscc" or parsed.gtin != batch.gtin):
+        raise CodeNotFound("The serial exists, but not for this GTIN.")
+    tenant = await _tenant(session, tenant_id)
+    lot_number = await _lot_number(session, lot_id)
+    ref = CodeRef(
+        tenant_id=tenant_id,
+        code_id=code_id,
+        serial=parsed.key,
+        state=state,
+        gtin=batch.gtin if batch.scheme != "sscc" else None,
+        product_id=batch.product_id,
+        lot_id=lot_id,
+    )
+    return Resolved(ref=ref, tenant=tenant, batch=batch, level=level, lot_number=lot_number)
+
+
+async def resolve_text(session: AsyncSession, text: str) -> Resolved:
+    return await resolve(session, parse(text))
+
+
+async def pin_key(session: AsyncSession, crypto: Crypto, tenant_id: uuid.UUID, version: int) -> bytes:
+    cached = caches.pin_keys.get((tenant_id, version))
+    if cached is None:
+        cached = await codes_service.pin_key(session, crypto, version)
+        caches.pin_keys[(tenant_id, version)] = cached
+    return cached
+
+
+def check_path_code(gtin: str | None, serial: str | None, sscc: str | None, lot: str | None = None) -> str:
+    """The Digital Link of a resolver path's parts, checked the way parse_code checks any link."""
+    if sscc is not None:
+        if len(sscc) != code_rules.SSCC_LENGTH or not sscc.isascii() or not sscc.isdigit():
+            raise UnreadableCodeError("An SSCC has 18 digits.")
+        text = f"https://resolver.invalid/00/{sscc}"
+    else:
+        text = code_rules.item_link("https://resolver.invalid", gtin or "", serial or "", lot)
+    try:
+        code_rules.parse_code(text)
+    except code_rules.UnreadableCode as exc:
+        raise UnreadableCodeError(str(exc)) from exc
+    return text

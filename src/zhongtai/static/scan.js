@@ -1,0 +1,81 @@
+/*
+ * The scan page's PIN form (authenticity/h5/scan.html), progressively enhanced: without JavaScript it
+ * is a plain form POST; with it, the browser is asked for its location (only when the consumer keeps
+ * "share my location" ticked, WGS-84 as the Geolocation API gives it, 4 s at most) and the PIN goes to
+ * the JSON API; the verdict is shown in place.
+ */
+(function () {
+  "use strict";
+  const form = document.getElementById("pin-form");
+  if (!form || !window.fetch) return;
+  const messages = JSON.parse(form.dataset.messages || "{}");
+  const box = document.getElementById("verdict");
+  const errorLine = form.querySelector('[data-part="error"]');
+  const button = form.querySelector('button[type="submit"]');
+
+  function locate() {
+    if (!form.elements.share_location.checked || !navigator.geolocation) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(null), 4000);
+      navigator.geolocation.getCurrentPosition(
+        (position) => {
+          clearTimeout(timer);
+          resolve(position.coords);
+        },
+        () => {
+          clearTimeout(timer);
+          resolve(null);
+        },
+        { enableHighAccuracy: false, timeout: 4000, maximumAge: 60000 },
+      );
+    });
+  }
+
+  function show(verdict, title, text, contact) {
+    box.hidden = false;
+    box.dataset.verdict = verdict;
+    box.querySelector('[data-part="title"]').textContent = title;
+    box.querySelector('[data-part="text"]').textContent = text;
+    const contactLine = box.querySelector('[data-part="contact"]');
+    contactLine.hidden = !(contact && (verdict === "suspicious" || verdict === "locked"));
+    contactLine.querySelector("span").textContent = contact || "";
+    box.scrollIntoView({ behavior: "smooth", block: "nearest" });
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    errorLine.hidden = true;
+    button.disabled = true;
+    const label = button.textContent;
+    button.textContent = messages.checking || label;
+    const body = { code: form.dataset.code, pin: form.elements.pin.value };
+    const coords = await locate();
+    if (coords) Object.assign(body, { latitude: coords.latitude, longitude: coords.longitude, accuracy: coords.accuracy });
+    try {
+      const response = await fetch(form.dataset.api, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json" },
+        body: JSON.stringify(body),
+        credentials: "same-origin",
+      });
+      const data = await response.json();
+      if (response.ok) {
+        show(data.verdict, data.title, data.message, data.contact);
+        const count = document.querySelector('[data-part="verifications"]');
+        if (count && data.verification_number) count.textContent = String(data.verification_number);
+        if (data.verdict !== "wrong_pin") form.elements.pin.value = "";
+      } else if (data.error === "pin_locked") {
+        show("locked", data.data.title, data.detail, data.data.contact);
+      } else {
+        errorLine.textContent = data.detail || messages.network;
+        errorLine.hidden = false;
+      }
+    } catch (error) {
+      errorLine.textContent = messages.network;
+      errorLine.hidden = false;
+    } finally {
+      button.disabled = false;
+      button.textContent = label;
+    }
+  });
+})();

@@ -26,7 +26,7 @@ from zhongtai.codes import models as codes_models
 from zhongtai.codes import rules as code_rules
 from zhongtai.codes import service as codes_service
 from zhongtai.codes.errors import CodeNotFound, UnreadableCodeError
-from zhongtai.codes.models import Code, CodeBatch
+from zhongtai.codes.models import CodeBatch
 from zhongtai.core import tenancy
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.models import Tenant
@@ -194,14 +194,11 @@ async def resolve(session: AsyncSession, parsed: code_rules.ParsedCode) -> Resol
     item (and the reverse). A lot in the link is not checked: labels may be printed before the lot is
     known, and the page shows the code's real lot."""
     tenancy.scope_all_tenants(session)
-    row = (
-        await session.execute(
-            select(Code.id, Code.tenant_id, Code.state, Code.lot_id, Code.level).where(Code.serial == parsed.key)
-        )
-    ).one_or_none()
-    if row is None:
+    # Item serials decrypt to their code id: one primary-key lookup (codes.service.find_codes).
+    code = (await codes_service.find_codes(session, [parsed.key])).get(parsed.key)
+    if code is None:
         raise CodeNotFound()
-    code_id, tenant_id, state, lot_id, level = row
+    code_id, tenant_id, state, lot_id, level = code.id, code.tenant_id, code.state, code.lot_id, code.level
     tenancy.scope_to_tenant(session, tenant_id)
     batch = await _batch_of(session, tenant_id, code_id)
     if parsed.sscc is not None and batch.scheme != "sscc":

@@ -20,6 +20,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import func, select
 
 from tests.factories import Brand, bearer, console_login, make_brand, make_token, make_user, system_actor
+from tests.ledger_factories import make_books
 from zhongtai.authenticity.models import CloneAlert
 from zhongtai.catalog import service as catalog
 from zhongtai.catalog.models import Lot, Product
@@ -38,6 +39,7 @@ from zhongtai.core.crypto import mask_phone
 from zhongtai.core.jobs import JobContext
 from zhongtai.core.models import ApiToken, AuditEvent, Consumer, OutboxJob, Tenant, User
 from zhongtai.core.runtime import Runtime
+from zhongtai.ledger import service as ledger
 from zhongtai.lottery import service as lottery
 from zhongtai.lottery.models import LotteryEntry, LotterySession, LotteryStock
 from zhongtai.trace import capture as epcis_capture
@@ -109,6 +111,8 @@ class Victim:
     guide_id: uuid.UUID | None = None
     partner_id: uuid.UUID | None = None
     alert_id: uuid.UUID | None = None
+    ledger_account_id: uuid.UUID | None = None
+    ledger_entry_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -135,6 +139,9 @@ class Victim:
             str(self.partner_id),
             "VICTIM-DEALER",
             "VICTIM-STORE",
+            str(self.ledger_account_id),
+            str(self.ledger_entry_id),
+            "victim-pool",
         ]
 
 
@@ -165,6 +172,8 @@ PATH_VALUES: dict[str, Any] = {
     "store_id": lambda v: v.store_id,
     "guide_id": lambda v: v.guide_id,
     "partner_id": lambda v: v.partner_id,
+    "account_id": lambda v: v.ledger_account_id,
+    "ledger_entry_id": lambda v: v.ledger_entry_id,
 }
 
 VICTIM_EVENT: dict[str, Any] = {
@@ -357,6 +366,14 @@ async def _make_victim(runtime: Runtime) -> Victim:
         session.add(alert)
         await session.flush()
         victim.alert_id = alert.id
+    books = await make_books(runtime, brand.id)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        victim.ledger_account_id = books.pool
+        fund_entry = await ledger.entry_by_key(session, "fund:spring")
+        assert fund_entry is not None
+        victim.ledger_entry_id = fund_entry.id
+        pool = await ledger.get_account(session, books.pool)
+        pool.name = "victim-pool"
     return victim
 
 
@@ -415,9 +432,11 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
         alerts = [(a.id, a.status, a.note) for a in await session.scalars(select(CloneAlert))]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
+        ledger_report = await ledger.recompute_balances(session)
         return {
             "channel": channel_rows,
             "clone_alerts": alerts,
+            "ledger": (ledger_report.ok, ledger_report.lines, ledger_report.accounts),
             "users": users,
             "tokens": tokens,
             "jobs": job_states,

@@ -30,6 +30,8 @@ from zhongtai.core.logs import configure_logging, request_id_var
 from zhongtai.core.middleware import RequestContextMiddleware
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
+from zhongtai.ledger import api as ledger_api
+from zhongtai.ledger import console as ledger_console
 from zhongtai.lottery import api as lottery_api
 from zhongtai.members import api as members_api
 from zhongtai.members import console as members_console
@@ -139,6 +141,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(authenticity_api.router)
     app.include_router(members_api.router)
     app.include_router(lottery_api.router)
+    app.include_router(ledger_api.router)
 
     from zhongtai.console.pages import router as console_router
     from zhongtai.h5.pages import router as h5_router
@@ -148,6 +151,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(codes_console.router)
     app.include_router(trace_console.router)
     app.include_router(members_console.router)
+    app.include_router(ledger_console.router)
     app.include_router(h5_router)
     app.include_router(authenticity_h5.router)  # the Digital Link resolver at the root
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")

@@ -24,6 +24,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.trace.trace_api",
     "zhongtai.members.api",
     "zhongtai.lottery.api",
+    "zhongtai.ledger.api",
 )
 
 

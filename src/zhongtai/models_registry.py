@@ -6,6 +6,7 @@ from zhongtai.channel import models as _channel_models  # noqa: F401
 from zhongtai.codes import models as _codes_models  # noqa: F401
 from zhongtai.core import models as _core_models  # noqa: F401
 from zhongtai.core.models import Base
+from zhongtai.ledger import models as _ledger_models  # noqa: F401
 from zhongtai.lottery import models as _lottery_models  # noqa: F401
 from zhongtai.members import models as _members_models  # noqa: F401
 from zhongtai.trace import log_models as _trace_log_models  # noqa: F401

@@ -30,6 +30,7 @@ TEMPLATE_DIRS = [
     Path(__file__).parent.parent / "trace" / "templates",
     Path(__file__).parent.parent / "authenticity" / "templates",
     Path(__file__).parent.parent / "members" / "templates",
+    Path(__file__).parent.parent / "ledger" / "templates",
 ]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)
 
@@ -63,6 +64,7 @@ NAV: list[NavItem] = [
     NavItem("/console/codes/settings", "Code settings", "cog", "codes.settings"),
     NavItem("/console/trace", "Trace", "truck", "trace.read"),
     NavItem("/console/members/identities", "Verified members", "user", "members.read"),
+    NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read"),
 ]
 
 ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}

@@ -4,14 +4,19 @@ concurrency, append-only journal, reversals, recomputation — on both tiers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from typer.testing import CliRunner
 
 from tests.factories import make_brand
 from tests.ledger_factories import assert_books_balance, make_books
+from tests.test_cli import cli_env  # noqa: F401 - fixture
+from zhongtai.cli.main import app
+from zhongtai.core.models import AuditEvent
 from zhongtai.core.runtime import Runtime
 from zhongtai.ledger import service as ledger
 from zhongtai.ledger.errors import (
@@ -315,3 +320,29 @@ async def test_open_account_is_idempotent_and_refuses_a_different_one(runtime: R
     ids = await asyncio.gather(*(race(i) for i in range(8)))
     assert len(set(ids)) == 1
     await assert_books_balance(runtime, brand.id)
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_recompute_command_reports_and_repairs(runtime: Runtime) -> None:
+    brand = await make_brand(runtime)
+    books = await make_books(runtime, brand.id, pool_amount=300)
+
+    def run(*args: str) -> tuple[int, dict[str, object]]:
+        result = CliRunner().invoke(app, ["ledger", "recompute", "--tenant", brand.tenant.slug, *args])
+        return result.exit_code, json.loads(result.output)
+
+    code, report = await asyncio.to_thread(run)
+    assert (code, report["ok"], report["accounts"], report["lines"]) == (0, True, 3, 2)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        await session.execute(update(LedgerBalance).where(LedgerBalance.account_id == books.wallet).values(balance=9))
+    code, report = await asyncio.to_thread(run)
+    assert (code, report["ok"]) == (1, False)
+    assert report["mismatches"] == [{"account_id": str(books.wallet), "currency": "CNY", "stored": 9, "computed": 0}]
+    code, report = await asyncio.to_thread(run, "--repair")
+    assert (code, report["repaired"]) == (0, 1)
+    await assert_books_balance(runtime, brand.id)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        audited = await session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "ledger.repair_balances")
+        )
+    assert audited == 1

@@ -1,4 +1,4 @@
-"""`zhongtai`: serve, worker, migrate, demo, tenant/user/token administration, bench, verify."""
+"""`zhongtai`: serve, worker, migrate, demo, tenant/user/token administration, ledger checks, bench, verify."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 lottery_app = typer.Typer(no_args_is_help=True, help="Reservation lotteries.")
 app.add_typer(lottery_app, name="lottery")
+ledger_app = typer.Typer(no_args_is_help=True, help="The double-entry ledger.")
+app.add_typer(ledger_app, name="ledger")
 
 out = Console()
 err = Console(stderr=True)
@@ -196,6 +198,25 @@ def _run_admin(coro: Coroutine[Any, Any, dict[str, Any]]) -> None:
     except AppError as exc:
         raise _fail(exc.message) from exc
     out.print_json(json.dumps(result, default=str))
+
+
+@ledger_app.command("recompute")
+def ledger_recompute(
+    tenant: Annotated[str, typer.Option(help="tenant code")],
+    repair: Annotated[bool, typer.Option(help="rewrite mismatching balances from the journal (audited)")] = False,
+    check_entries: Annotated[bool, typer.Option(help="also check that every entry sums to zero")] = True,
+) -> None:
+    """Recompute a brand's balances from the journal; exit 1 when the books do not balance."""
+    from zhongtai.core.errors import AppError
+    from zhongtai.ledger.cli import recompute
+
+    try:
+        result = asyncio.run(recompute(_settings(), tenant_slug=tenant, repair=repair, check_entries=check_entries))
+    except AppError as exc:
+        raise _fail(exc.message) from exc
+    out.print_json(json.dumps(result, default=str))
+    if not result["ok"] and not result["repaired"]:
+        raise typer.Exit(1)
 
 
 @app.command()

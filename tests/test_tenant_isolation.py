@@ -8,6 +8,7 @@ the walker does not know fails the test until a value for it is added to `PATH_V
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from dataclasses import dataclass
@@ -17,10 +18,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
+from PIL import Image
 from sqlalchemy import func, select
 
 from tests.factories import Brand, bearer, console_login, make_brand, make_token, make_user, system_actor
 from tests.ledger_factories import make_books
+from zhongtai.authenticity import photos as photo_rules
+from zhongtai.authenticity import reports
 from zhongtai.authenticity.models import CloneAlert
 from zhongtai.catalog import service as catalog
 from zhongtai.catalog.models import Lot, Product
@@ -88,6 +92,10 @@ PUBLIC_ROUTES = {
     "/01/{rest:path}": "unreadable Digital Links: an error page",
     "/00/{rest:path}": "unreadable Digital Links: an error page",
     "/api/v1/authenticity/verify": "the consumer's PIN check of a printed code (public by design, limited)",
+    # Anyone may report a suspected fake to a brand; nothing of the brand is shown back.
+    "/api/v1/public/{tenant_slug}/counterfeit-reports": "a brand's public counterfeit-report submission",
+    "/h5/{tenant_slug}/report": "a brand's public counterfeit-report form",
+    "/h5/{tenant_slug}/report/done": "the receipt page after a counterfeit report (echoes the reference only)",
 }
 
 
@@ -113,6 +121,9 @@ class Victim:
     alert_id: uuid.UUID | None = None
     ledger_account_id: uuid.UUID | None = None
     ledger_entry_id: uuid.UUID | None = None
+    report_id: uuid.UUID | None = None
+    report_photo_id: uuid.UUID | None = None
+    report_reference: str = ""
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -142,6 +153,9 @@ class Victim:
             str(self.ledger_account_id),
             str(self.ledger_entry_id),
             "victim-pool",
+            str(self.report_id),
+            str(self.report_photo_id),
+            self.report_reference,
         ]
 
 
@@ -174,6 +188,8 @@ PATH_VALUES: dict[str, Any] = {
     "partner_id": lambda v: v.partner_id,
     "account_id": lambda v: v.ledger_account_id,
     "ledger_entry_id": lambda v: v.ledger_entry_id,
+    "report_id": lambda v: v.report_id,
+    "photo_id": lambda v: v.report_photo_id,
 }
 
 VICTIM_EVENT: dict[str, Any] = {
@@ -244,6 +260,7 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
         "product_id": str(v.product_id),
         "store_id": str(v.lottery_session_id),
     },
+    ("POST", "/api/v1/authenticity/reports/{report_id}/status"): {"status": "investigating"},
     ("POST", "/epcis/events"): {
         "@context": VICTIM_DOCUMENT["@context"],
         **VICTIM_EVENT,
@@ -256,6 +273,7 @@ FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/catalog/products/{product_id}/lots": {"lot_number": "HIJACK1"},
     "/console/catalog/lots/{lot_id}": {"lot_number": "V1", "factory": "hijacked"},
     "/console/codes/batches/{batch_id}/void": {"reason": "hijacked", "confirm": "1"},
+    "/console/authenticity/reports/{report_id}/status": {"status": "investigating", "expected": "new"},
 }
 
 PARAM_RE = re.compile(r"{([^}:]+)(?::[^}]+)?}")
@@ -374,7 +392,24 @@ async def _make_victim(runtime: Runtime) -> Victim:
         victim.ledger_entry_id = fund_entry.id
         pool = await ledger.get_account(session, books.pool)
         pool.name = "victim-pool"
+        report, _ = await reports.do_submit_report(
+            session,
+            crypto=runtime.crypto,
+            store=photo_rules.local_store(runtime.settings.data_dir),
+            tenant_id=brand.id,
+            checked=reports.check_report(reports.ReportDraft(code=victim.serial, where_bought="victim shop")),
+            photos=[photo_rules.check_photo(_victim_photo(), index=1)],
+            idempotency_key="key:victim",
+        )
+        victim.report_id, victim.report_reference = report.id, report.reference
+        victim.report_photo_id = (await reports.report_photos(session, report.id))[0].id
     return victim
+
+
+def _victim_photo() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(out, format="PNG")
+    return out.getvalue()
 
 
 def _routes(app: Any) -> list[tuple[str, str]]:
@@ -430,6 +465,9 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             ],
         ]
         alerts = [(a.id, a.status, a.note) for a in await session.scalars(select(CloneAlert))]
+        report_states = sorted(
+            (await session.execute(select(reports.CounterfeitReport.reference, reports.CounterfeitReport.status))).all()
+        )
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
         ledger_report = await ledger.recompute_balances(session)
@@ -437,6 +475,7 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             "channel": channel_rows,
             "clone_alerts": alerts,
             "ledger": (ledger_report.ok, ledger_report.lines, ledger_report.accounts),
+            "reports": report_states,
             "users": users,
             "tokens": tokens,
             "jobs": job_states,

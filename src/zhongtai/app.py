@@ -15,7 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zhongtai import __version__
 from zhongtai.authenticity import api as authenticity_api
+from zhongtai.authenticity import console as authenticity_console
 from zhongtai.authenticity import h5 as authenticity_h5
+from zhongtai.authenticity import permissions as _authenticity_permissions  # noqa: F401
+from zhongtai.authenticity import report_pages, reports_api
 from zhongtai.authenticity import service as _authenticity_jobs  # noqa: F401 - registers the clone-alert job
 from zhongtai.catalog import api as catalog_api
 from zhongtai.catalog import console as catalog_console
@@ -142,6 +145,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(members_api.router)
     app.include_router(lottery_api.router)
     app.include_router(ledger_api.router)
+    app.include_router(reports_api.router)
 
     from zhongtai.console.pages import router as console_router
     from zhongtai.h5.pages import router as h5_router
@@ -152,7 +156,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(trace_console.router)
     app.include_router(members_console.router)
     app.include_router(ledger_console.router)
+    app.include_router(authenticity_console.router)
     app.include_router(h5_router)
+    app.include_router(report_pages.router)
     app.include_router(authenticity_h5.router)  # the Digital Link resolver at the root
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

@@ -12,6 +12,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.authenticity.api",
     "zhongtai.authenticity.h5",
     "zhongtai.authenticity.service",
+    "zhongtai.authenticity.reports_api",
     "zhongtai.catalog.api",
     "zhongtai.channel.api",
     "zhongtai.codes.api",

@@ -1,6 +1,7 @@
 """Imports every module's ORM models so that the one metadata (and Alembic) sees all tables."""
 
 from zhongtai.authenticity import models as _authenticity_models  # noqa: F401
+from zhongtai.authenticity import reports as _authenticity_reports  # noqa: F401
 from zhongtai.catalog import models as _catalog_models  # noqa: F401
 from zhongtai.channel import models as _channel_models  # noqa: F401
 from zhongtai.codes import models as _codes_models  # noqa: F401

@@ -65,6 +65,7 @@ NAV: list[NavItem] = [
     NavItem("/console/trace", "Trace", "truck", "trace.read"),
     NavItem("/console/members/identities", "Verified members", "user", "members.read"),
     NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read"),
+    NavItem("/console/authenticity/reports", "Counterfeit reports", "alert", "authenticity.reports.read"),
 ]
 
 ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}

@@ -274,6 +274,11 @@ FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/catalog/lots/{lot_id}": {"lot_number": "V1", "factory": "hijacked"},
     "/console/codes/batches/{batch_id}/void": {"reason": "hijacked", "confirm": "1"},
     "/console/authenticity/reports/{report_id}/status": {"status": "investigating", "expected": "new"},
+    "/console/channel/dealers/{dealer_id}": {"code": "VICTIM-DEALER", "name": "hijacked"},
+    "/console/channel/stores/{store_id}": {"code": "VICTIM-STORE", "name": "hijacked", "dealer_code": "VICTIM-DEALER"},
+    "/console/channel/stores/{store_id}/guides": {"name": "hijacked", "phone": "13900009999"},
+    "/console/channel/guides/{guide_id}": {"name": "hijacked", "phone": "13900001234", "store_code": "VICTIM-STORE"},
+    "/console/channel/partners/{partner_id}": {"action": "disable"},
 }
 
 PARAM_RE = re.compile(r"{([^}:]+)(?::[^}]+)?}")

@@ -304,6 +304,34 @@ def migrated_database(tier: str, name: str) -> Iterator[Settings]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@contextmanager
+def kept_postgres_database(database: str, name: str) -> Iterator[Settings]:
+    """Settings of a PostgreSQL database that outlives the run: created and migrated when missing,
+    never dropped here (a benchmark reuses an expensive load; drop it by hand)."""
+    from zhongtai.core import migrate
+
+    if not database.replace("_", "").isalnum():
+        raise ValueError(f"{database!r}: letters, digits and underscores only")
+
+    async def create_if_missing() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+                await conn.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create_if_missing())
+    admin = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    data_dir = Path(tempfile.mkdtemp(prefix=f"zt-bench-{name}-kept-"))
+    try:
+        settings = bench_settings(data_dir, f"{admin.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{database}")
+        migrate.upgrade(settings)
+        yield settings
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def bench_actor(tenant_id: uuid.UUID) -> Principal:
     """The benchmark acts as the brand's owner."""
     return Principal(

@@ -16,12 +16,20 @@ answers), in a fresh, migrated database:
    and pallet's events are captured through the real path (appending to the bulk-built log, whose
    head is then signed — a consistency check of the load), and `view.trace_of` of the item runs
    `RUNS` times, each in its own transaction → p50/p95 ms;
-3. **proof** — `log.inclusion_proof` of random leaves at the log's size (N + the captured events),
-   `RUNS` times → p50/p95 ms.
+3. **proof** — the leaf hash and inclusion proof of random leaves at the log's size (N + the captured
+   events), as the proof endpoint computes them (`log.inclusion_proof_with_leaf` in a read-only
+   session), `RUNS` times → p50/p95 ms; beside it `log.inclusion_proof` in a unit of work (the
+   earlier way, with BEGIN and COMMIT round trips) on other random leaves of the same run.
+Part 2 also times the trace as the API serves it once the code is looked up (`steps.epc_steps`:
+the trace, the latest signed head, the actors and every step's proof from one query).
 
 N is ZT_BENCH_TRACE_EVENTS (both tiers) or 10,000,000 on PostgreSQL and 1,000,000 on the embedded
 tier (ZT_BENCH_TRACE_EVENTS_EMBEDDED overrides that one); ZT_BENCH_TRACE_DOCUMENTS documents of
 capture (default 100, i.e. 10,000 events). Progress goes to stderr.
+
+ZT_BENCH_TRACE_KEEP=<name> keeps the PostgreSQL database of parts 2 and 3 (`zt_bench_trace_<name>_<N>`)
+instead of dropping it, and reuses it on the next run with the same name and N: the 10,000,000-event
+load (about 15 minutes) is done once. Drop it by hand afterwards (`DROP DATABASE …`).
 """
 
 from __future__ import annotations
@@ -46,8 +54,9 @@ from zhongtai.bench.registry import benchmark
 from zhongtai.core import accounts
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.db import Database
+from zhongtai.core.models import Tenant
 from zhongtai.core.settings import Settings
-from zhongtai.trace import capture, checkpoint, log, merkle, models
+from zhongtai.trace import capture, checkpoint, log, merkle, models, steps
 from zhongtai.trace.log_models import TraceLog, TraceLogNode
 from zhongtai.trace.models import TraceEvent, TraceEventEpc
 from zhongtai.trace.view import trace_of
@@ -62,6 +71,8 @@ RUNS = 200
 WARMUP_RUNS = 20
 TRACED_OWN_EVENTS = 10  # the traced item's own events; with its case's and pallet's while packed: 16
 TRACED_EVENTS = 16
+TRACED_LOG_ENTRIES = 19  # every event of the traced item's documents
+KEPT_SLUG = "bench-trace-kept"
 GTIN = "06901234567892"
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 BIZ_STEP = "https://ref.gs1.org/cbv/BizStep-"
@@ -109,8 +120,8 @@ def percentile(values: Sequence[float], share: float) -> float:
 # Databases and brands.
 
 
-async def _brand(database: Database) -> uuid.UUID:
-    slug = f"bench-{uuid.uuid4().hex[:8]}"
+async def _brand(database: Database, slug: str | None = None) -> uuid.UUID:
+    slug = slug or f"bench-{uuid.uuid4().hex[:8]}"
     async with database.unit_of_work(all_tenants=True) as session:
         tenant, _owner = await accounts.do_create_tenant(
             session, slug=slug, name="Bench brand", owner_email=f"owner@{slug}.example", owner_password=uuid.uuid4().hex
@@ -188,9 +199,26 @@ def capture_documents(count: int, run: str) -> list[dict[str, Any]]:
 
 # (a) capture throughput vs raw inserts.
 
+# The raw insert on PostgreSQL: the same two statements as the capture path's store step
+# (`events._store_unnest`), sent with asyncpg directly — no SQLAlchemy, no session, nothing else.
+_RAW_EVENTS_SQL = (
+    "INSERT INTO trace_events (tenant_id, event_id, hash_id, event_type, action, event_time,"
+    " event_timezone_offset, record_time, biz_step, disposition, read_point, biz_location, body)"
+    " SELECT $1, e.event_id, e.hash_id, e.event_type, e.action, e.event_time, e.event_timezone_offset, $2,"
+    " e.biz_step, e.disposition, e.read_point, e.biz_location, CAST(e.body AS jsonb)"
+    " FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[],"
+    " $10::text[], $11::text[], $12::text[], $13::text[]) WITH ORDINALITY AS e(event_id, hash_id, event_type,"
+    " action, event_time, event_timezone_offset, biz_step, disposition, read_point, biz_location, body, position)"
+    " ORDER BY e.position RETURNING id, hash_id"
+)
+_RAW_EPCS_SQL = (
+    "INSERT INTO trace_event_epcs (tenant_id, event_pk, role, epc)"
+    " SELECT $1, e.event_pk, e.role, e.epc"
+    " FROM unnest($2::bigint[], $3::smallint[], $4::text[]) AS e(event_pk, role, epc)"
+)
 
-async def _capture(database: Database, documents: list[dict[str, Any]]) -> float:
-    tenant_id = await _brand(database)
+
+async def _capture(database: Database, tenant_id: uuid.UUID, documents: list[dict[str, Any]]) -> float:
     actor = servers.bench_actor(tenant_id)
     elapsed = 0.0
     for number, document in enumerate(documents, 1):
@@ -221,7 +249,9 @@ def _stored_rows(tenant_id: uuid.UUID, document: dict[str, Any]) -> list[tuple[d
                     "event_timezone_offset": event["eventTimeZoneOffset"],
                     "record_time": START,
                     "biz_step": BIZ_STEP + event["bizStep"],
+                    "disposition": None,
                     "read_point": event["readPoint"]["id"],
+                    "biz_location": None,
                     "body": {**event, "eventID": hash_id},
                 },
                 list(event["epcList"]),
@@ -230,8 +260,49 @@ def _stored_rows(tenant_id: uuid.UUID, document: dict[str, Any]) -> list[tuple[d
     return rows
 
 
-async def _raw_insert(database: Database, documents: list[dict[str, Any]]) -> float:
-    tenant_id = await _brand(database)
+async def _raw_insert_postgres(database: Database, tenant_id: uuid.UUID, documents: list[dict[str, Any]]) -> float:
+    """Best effort: asyncpg, two prepared statements of column arrays per document, one transaction each."""
+    prepared = []
+    for document in documents:
+        rows = _stored_rows(tenant_id, document)
+        columns = [
+            [row[name] for row, _ in rows]
+            for name in (
+                "event_id",
+                "hash_id",
+                "event_type",
+                "action",
+                "event_time",
+                "event_timezone_offset",
+                "biz_step",
+                "disposition",
+                "read_point",
+                "biz_location",
+            )
+        ]
+        bodies = [json.dumps(row["body"]) for row, _ in rows]
+        prepared.append((rows, columns, bodies))
+    elapsed = 0.0
+    async with database.engine.connect() as connection:
+        raw: Any = (await connection.get_raw_connection()).driver_connection
+        for number, (rows, columns, bodies) in enumerate(prepared, 1):
+            started = time.perf_counter()
+            async with raw.transaction():
+                inserted = await raw.fetch(_RAW_EVENTS_SQL, tenant_id, START, *columns, bodies)
+                pk_of = {hash_id: pk for pk, hash_id in inserted}
+                epcs = [(pk_of[row["hash_id"]], models.EPC, epc) for row, epcs in rows for epc in epcs]
+                await raw.execute(_RAW_EPCS_SQL, tenant_id, *(list(column) for column in zip(*epcs, strict=True)))
+            elapsed += time.perf_counter() - started
+            _report(
+                "raw insert", number * EVENTS_PER_DOCUMENT, len(prepared) * EVENTS_PER_DOCUMENT, EVENTS_PER_DOCUMENT
+            )
+        await connection.rollback()
+    return elapsed
+
+
+async def _raw_insert(database: Database, tenant_id: uuid.UUID, documents: list[dict[str, Any]]) -> float:
+    if database.dialect == "postgresql":
+        return await _raw_insert_postgres(database, tenant_id, documents)
     elapsed = 0.0
     for number, document in enumerate(documents, 1):
         rows = _stored_rows(tenant_id, document)
@@ -387,19 +458,40 @@ async def _explain(database: Database, tenant_id: uuid.UUID, epc: str) -> list[s
         return [str(row[0]) for row in rows]
 
 
-async def _trace_and_proofs(settings: Settings, total: int) -> dict[str, Any]:
+async def _kept_brand(database: Database, total: int) -> uuid.UUID | None:
+    """The kept database's brand when it holds the log of `total` filler events and the traced item."""
+    async with database.unit_of_work(all_tenants=True) as session:
+        tenant_id = await session.scalar(select(Tenant.id).where(Tenant.slug == KEPT_SLUG))
+    if tenant_id is None:
+        return None
+    async with database.unit_of_work(tenant_id=tenant_id) as session:
+        size = await log.size(session, tenant_id)
+    if size != total + TRACED_LOG_ENTRIES:
+        raise RuntimeError(
+            f"the kept database holds a log of {size} entries, not {total + TRACED_LOG_ENTRIES}: "
+            "drop it (or use another ZT_BENCH_TRACE_KEEP name) to load it again"
+        )
+    return tenant_id
+
+
+async def _trace_and_proofs(settings: Settings, total: int, *, keep: bool = False) -> dict[str, Any]:
     database = Database(settings)
     crypto = Crypto(settings.secrets)
     try:
-        tenant_id = await _brand(database)
-        load_seconds = await _bulk_load(database, tenant_id, total)
-        progress.print(f"  bulk load: {total / load_seconds:,.0f} events/s ({load_seconds:.0f} s)")
         item, documents = traced_item_documents()
-        async with database.unit_of_work(tenant_id=tenant_id) as session:
-            for document in documents:
-                job = await capture.do_receive(session, servers.bench_actor(tenant_id), document)
-                if not job.is_success or job.stored_count != job.event_count:
-                    raise RuntimeError(f"the traced item's events were not all stored: {job.errors}")
+        tenant_id = await _kept_brand(database, total) if keep else None
+        if tenant_id is not None:
+            load_seconds = 0.0
+            progress.print(f"  reusing the kept database's {total:,} events")
+        else:
+            tenant_id = await _brand(database, KEPT_SLUG if keep else None)
+            load_seconds = await _bulk_load(database, tenant_id, total)
+            progress.print(f"  bulk load: {total / load_seconds:,.0f} events/s ({load_seconds:.0f} s)")
+            async with database.unit_of_work(tenant_id=tenant_id) as session:
+                for document in documents:
+                    job = await capture.do_receive(session, servers.bench_actor(tenant_id), document)
+                    if not job.is_success or job.stored_count != job.event_count:
+                        raise RuntimeError(f"the traced item's events were not all stored: {job.errors}")
         async with database.unit_of_work(tenant_id=tenant_id) as session:
             signed = await checkpoint.do_sign_tree_head(session, crypto, tenant_id, public_url=settings.public_url)
             size = await log.size(session, tenant_id)
@@ -425,28 +517,63 @@ async def _trace_and_proofs(settings: Settings, total: int) -> dict[str, Any]:
                 f"the traced item has {entries} entries ({own} own): expected {TRACED_EVENTS} ({TRACED_OWN_EVENTS} own)"
             )
 
+        # What the trace API and the consumer page do for the code once it is looked up: the trace,
+        # the latest signed head, the actors, and every step's inclusion proof (one query for all).
+        steps_ms: list[float] = []
+        for run in range(WARMUP_RUNS + RUNS):
+            started = time.perf_counter()
+            async with database.unit_of_work(tenant_id=tenant_id) as session:
+                found = await steps.epc_steps(session, tenant_id, item, with_actors=True)
+            if run >= WARMUP_RUNS:
+                steps_ms.append((time.perf_counter() - started) * 1000)
+        head = found.checkpoint
+        if head is None or len(found.steps) != TRACED_EVENTS:
+            raise RuntimeError(f"the traced item has {len(found.steps)} steps, expected {TRACED_EVENTS}")
+        for step in found.steps:
+            if step.proof is None or not merkle.verify_inclusion(
+                merkle.leaf_hash(step.entry.hash_id.encode()),
+                step.proof.leaf_index,
+                step.proof.tree_size,
+                step.proof.path,
+                head.root_hash,
+            ):
+                raise RuntimeError(f"the proof of step {step.entry.hash_id} does not verify")
+
         proof_ms: list[float] = []
         chooser = random.Random(7)
         async with database.unit_of_work(tenant_id=tenant_id) as session:
             root = await log.tree_head(session, tenant_id, size)
+        # As the proof endpoint runs it: a read-only session (no transaction round trips on PostgreSQL),
+        # the leaf's hash and its path from one query. Beside it, in the same run and on other random
+        # leaves, the earlier way: a unit of work (BEGIN … COMMIT) around the path's query.
+        in_transaction_ms: list[float] = []
         for run in range(WARMUP_RUNS + RUNS):
             leaf = chooser.randrange(size)
             started = time.perf_counter()
-            async with database.unit_of_work(tenant_id=tenant_id) as session:
-                path = await log.inclusion_proof(session, tenant_id, leaf, size)
+            async with database.read_only(tenant_id=tenant_id) as session:
+                leaf_hash, path = await log.inclusion_proof_with_leaf(session, tenant_id, leaf, size)
             if run >= WARMUP_RUNS:
                 proof_ms.append((time.perf_counter() - started) * 1000)
-            if run < WARMUP_RUNS and leaf < total:
-                hashed = merkle.leaf_hash(f"ni:///sha-256;{leaf:064x}?ver=CBV2.0".encode())
-                if not merkle.verify_inclusion(hashed, leaf, size, path, root):
-                    raise RuntimeError(f"the proof of leaf {leaf} does not verify")
+            if run < WARMUP_RUNS and not merkle.verify_inclusion(leaf_hash, leaf, size, path, root):
+                raise RuntimeError(f"the proof of leaf {leaf} does not verify")
+            loaded = merkle.leaf_hash(f"ni:///sha-256;{leaf:064x}?ver=CBV2.0".encode())
+            if run < WARMUP_RUNS and leaf < total and leaf_hash != loaded:
+                raise RuntimeError(f"leaf {leaf} is not the loaded entry")
+            leaf = chooser.randrange(size)
+            started = time.perf_counter()
+            async with database.unit_of_work(tenant_id=tenant_id) as session:
+                await log.inclusion_proof(session, tenant_id, leaf, size)
+            if run >= WARMUP_RUNS:
+                in_transaction_ms.append((time.perf_counter() - started) * 1000)
         return {
             "load_seconds": load_seconds,
             "log_size": size,
             "trace_entries": entries,
             "trace_own_entries": own,
             "trace_ms": trace_ms,
+            "steps_ms": steps_ms,
             "proof_ms": proof_ms,
+            "proof_in_transaction_ms": in_transaction_ms,
             "plan": plan,
         }
     finally:
@@ -466,11 +593,17 @@ def _run_tier(tier: str, total: int, documents: int) -> dict[str, Any]:
         capture_seconds, raw_seconds = asyncio.run(_raw_insert_then_capture(settings, documents))
     progress.print(f"  capture {events / capture_seconds:,.0f} events/s, raw insert {events / raw_seconds:,.0f} rows/s")
     progress.print(f"[bold]{tier} tier[/bold]: trace and proofs among {total:,} stored events")
-    with servers.migrated_database(tier, "trace") as settings:
-        result = asyncio.run(_trace_and_proofs(settings, total))
-    trace_ms, proof_ms = result["trace_ms"], result["proof_ms"]
+    keep = os.environ.get("ZT_BENCH_TRACE_KEEP", "") if tier == "postgres" else ""
+    if keep:
+        with servers.kept_postgres_database(f"zt_bench_trace_{keep}_{total}", "trace") as settings:
+            result = asyncio.run(_trace_and_proofs(settings, total, keep=True))
+    else:
+        with servers.migrated_database(tier, "trace") as settings:
+            result = asyncio.run(_trace_and_proofs(settings, total))
+    trace_ms, steps_ms, proof_ms = result["trace_ms"], result["steps_ms"], result["proof_ms"]
     progress.print(
         f"  trace p50 {statistics.median(trace_ms):.2f} ms, p95 {percentile(trace_ms, 0.95):.2f} ms; "
+        f"trace with proofs p50 {statistics.median(steps_ms):.2f} ms, p95 {percentile(steps_ms, 0.95):.2f} ms; "
         f"proof p50 {statistics.median(proof_ms):.2f} ms, p95 {percentile(proof_ms, 0.95):.2f} ms"
     )
     return {
@@ -487,18 +620,34 @@ def _run_tier(tier: str, total: int, documents: int) -> dict[str, Any]:
         f"{tier}_trace_p50_ms": round(statistics.median(trace_ms), 3),
         f"{tier}_trace_p95_ms": round(percentile(trace_ms, 0.95), 3),
         f"{tier}_trace_max_ms": round(max(trace_ms), 3),
+        f"{tier}_trace_with_proofs_p50_ms": round(statistics.median(steps_ms), 3),
+        f"{tier}_trace_with_proofs_p95_ms": round(percentile(steps_ms, 0.95), 3),
+        f"{tier}_trace_with_proofs_max_ms": round(max(steps_ms), 3),
         f"{tier}_proof_runs": len(proof_ms),
         f"{tier}_proof_p50_ms": round(statistics.median(proof_ms), 3),
         f"{tier}_proof_p95_ms": round(percentile(proof_ms, 0.95), 3),
+        f"{tier}_proof_in_transaction_p50_ms": round(statistics.median(result["proof_in_transaction_ms"]), 3),
+        f"{tier}_proof_in_transaction_p95_ms": round(percentile(result["proof_in_transaction_ms"], 0.95), 3),
         **({f"{tier}_trace_plan": result["plan"]} if result["plan"] else {}),
     }
 
 
 async def _raw_insert_then_capture(settings: Settings, documents: int) -> tuple[float, float]:
+    """Two brands of one database: the raw inserts, then the capture path. One untimed document each
+    first, then ANALYZE (as autovacuum would have done on any database in use), so that the planner
+    knows the tables hold one brand's rows rather than guessing from an empty catalogue."""
     database = Database(settings)
     try:
-        raw = await _raw_insert(database, capture_documents(documents, "R"))
-        captured = await _capture(database, capture_documents(documents, "C"))
+        raw_brand, capture_brand = await _brand(database), await _brand(database)
+        await _raw_insert(database, raw_brand, capture_documents(1, "r"))
+        await _capture(database, capture_brand, capture_documents(1, "c"))
+        if database.dialect == "postgresql":
+            async with database.engine.connect() as connection:
+                await connection.execute(text("COMMIT"))
+                for table in (EVENTS.name, EVENT_EPCS.name, NODES.name):
+                    await connection.execute(text(f"ANALYZE {table}"))
+        raw = await _raw_insert(database, raw_brand, capture_documents(documents, "R"))
+        captured = await _capture(database, capture_brand, capture_documents(documents, "C"))
     finally:
         await database.dispose()
     return captured, raw

@@ -54,6 +54,18 @@ async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
 
 
+async def _read_only(request: Request) -> AsyncIterator[AsyncSession]:
+    runtime = get_runtime(request)
+    async with runtime.db.read_only() as session:
+        request.state.db = session
+        yield session
+
+
+# For endpoints that only read append-only data (the Merkle log's proofs and heads): no transaction
+# round trips on PostgreSQL (see `Database.read_only`). Never write through it.
+ReadSession = Annotated[AsyncSession, Depends(_read_only, scope="function")]
+
+
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
 CANONICAL_HOST = "https://id.gs1.org"
@@ -228,8 +229,12 @@ def _dl_key_path(ai: str, raw_value: str, qualifiers: dict[str, str]) -> str:
 # --- Public API ----------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=16_384)
 def canonical_epc(value: str) -> str | None:
-    """The canonical Digital Link of a GS1 identifier, or None for any other URI."""
+    """The canonical Digital Link of a GS1 identifier, or None for any other URI.
+
+    Cached: capture canonicalizes each identifier twice (stored form and event hash), and a document
+    names the same items, cases and locations again and again. A malformed value raises every time."""
     value = value.strip()
     if value.startswith("urn:epc:"):
         match = _URN.match(value)

@@ -9,13 +9,15 @@ in the same transaction.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, or_, select
+from sqlalchemy import DateTime, SmallInteger, Table, Text, Uuid, bindparam, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +46,81 @@ _CLASS_FIELDS = (
     ("inputQuantityList", models.INPUT_QUANTITY),
     ("outputQuantityList", models.OUTPUT_QUANTITY),
 )
+
+
+# PostgreSQL: fixed statement texts taking arrays (asyncpg prepares each once), so a document's events
+# cost one statement each for the duplicate check, the events and their EPC rows, whatever their
+# number. Core SQL: the tenancy guard does not rewrite it, so the tenant is filtered here.
+# The duplicate check probes the two unique indexes once per wanted event (a LATERAL join forces
+# the nested loop: with `= ANY(…) OR = ANY(…)` the planner picks a scan of the brand's events while
+# it believes the table small).
+_PG_EXISTING = text(
+    "SELECT t.event_id, t.hash_id FROM unnest(:event_ids, :hash_ids) AS w(event_id, hash_id)"
+    " CROSS JOIN LATERAL ("
+    " SELECT e.event_id, e.hash_id FROM trace_events AS e WHERE e.tenant_id = :tenant_id AND e.event_id = w.event_id"
+    " UNION ALL"
+    " SELECT e.event_id, e.hash_id FROM trace_events AS e WHERE e.tenant_id = :tenant_id AND e.hash_id = w.hash_id"
+    ") AS t"
+).bindparams(
+    bindparam("tenant_id", type_=Uuid),
+    bindparam("event_ids", type_=ARRAY(Text)),
+    bindparam("hash_ids", type_=ARRAY(Text)),
+)
+# The events and their EPC rows in one statement: the EPC rows join the events' RETURNING by hash, so
+# an event a concurrent capture stored meanwhile (`ON CONFLICT DO NOTHING`) gets none.
+_PG_INSERT_EVENTS = text(
+    "WITH stored AS ("
+    "INSERT INTO trace_events (tenant_id, event_id, hash_id, event_type, action, event_time,"
+    " event_timezone_offset, record_time, biz_step, disposition, read_point, biz_location, capture_id, body, context)"
+    " SELECT :tenant_id, e.event_id, e.hash_id, e.event_type, e.action, e.event_time, e.event_timezone_offset,"
+    " :record_time, e.biz_step, e.disposition, e.read_point, e.biz_location, :capture_id,"
+    " CAST(e.body AS jsonb), CAST(e.context AS jsonb)"
+    " FROM unnest(:event_ids, :hash_ids, :event_types, :actions, :event_times, :offsets, :biz_steps,"
+    " :dispositions, :read_points, :biz_locations, :bodies, :contexts) WITH ORDINALITY"
+    " AS e(event_id, hash_id, event_type, action, event_time, event_timezone_offset, biz_step, disposition,"
+    " read_point, biz_location, body, context, position)"
+    " ORDER BY e.position"
+    " ON CONFLICT DO NOTHING RETURNING id, hash_id),"
+    " indexed AS ("
+    "INSERT INTO trace_event_epcs (tenant_id, event_pk, role, epc)"
+    " SELECT :tenant_id, stored.id, x.role, x.epc"
+    " FROM unnest(:epc_hashes, :roles, :epcs) WITH ORDINALITY AS x(hash_id, role, epc, position)"
+    " JOIN stored ON stored.hash_id = x.hash_id ORDER BY x.position)"
+    " SELECT id, hash_id FROM stored"
+).bindparams(
+    bindparam("tenant_id", type_=Uuid),
+    bindparam("record_time", type_=DateTime(timezone=True)),
+    bindparam("capture_id", type_=Uuid),
+    bindparam("event_times", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("roles", type_=ARRAY(SmallInteger)),
+    *(
+        bindparam(name, type_=ARRAY(Text))
+        for name in (
+            "event_ids",
+            "hash_ids",
+            "event_types",
+            "actions",
+            "offsets",
+            "biz_steps",
+            "dispositions",
+            "read_points",
+            "biz_locations",
+            "bodies",
+            "contexts",
+            "epc_hashes",
+            "epcs",
+        )
+    ),
+)
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _json(value: Any) -> str:
+    """JSON text as SQLAlchemy's JSON type writes it (so both paths store the same documents)."""
+    return json.dumps(value)
 
 
 class EventProblem(ValueError):
@@ -140,6 +217,16 @@ def prepare(
 async def _existing(session: AsyncSession, tenant_id: uuid.UUID, events: Sequence[PreparedEvent]) -> dict[str, str]:
     """event_id → hash_id of stored events sharing an eventID or a hash with `events`."""
     found: dict[str, str] = {}
+    if _is_postgres(session):
+        rows = await session.execute(
+            _PG_EXISTING,
+            {
+                "tenant_id": tenant_id,
+                "event_ids": [e.event_id for e in events],
+                "hash_ids": [e.hash_id for e in events],
+            },
+        )
+        return {str(event_id): str(hash_id) for event_id, hash_id in rows}
     for start in range(0, len(events), CHUNK):
         chunk = events[start : start + CHUNK]
         rows = await session.execute(
@@ -189,7 +276,67 @@ async def do_store(
     """
     result = StoreResult()
     record_time = utcnow()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    if _is_postgres(session):
+        await _store_unnest(session, tenant_id, events, capture_id, record_time, result)
+    else:
+        await _store_values(session, tenant_id, events, capture_id, record_time, result)
+    if result.stored:
+        await _append_to_log(session, tenant_id, [e.hash_id for e in result.stored])
+    return result
+
+
+async def _store_unnest(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    events: Sequence[PreparedEvent],
+    capture_id: uuid.UUID | None,
+    record_time: datetime,
+    result: StoreResult,
+) -> None:
+    """One statement for any number of events: the events (`unnest` of column arrays, `ON CONFLICT DO
+    NOTHING` for concurrent captures) and the EPC rows of those inserted."""
+    if not events:
+        return
+    epcs = [(e.hash_id, role, epc) for e in events for role, epc in e.epcs]
+    inserted = await session.execute(
+        _PG_INSERT_EVENTS,
+        {
+            "tenant_id": tenant_id,
+            "record_time": record_time,
+            "capture_id": capture_id,
+            "event_ids": [e.event_id for e in events],
+            "hash_ids": [e.hash_id for e in events],
+            "event_types": [e.event_type for e in events],
+            "actions": [e.action for e in events],
+            "event_times": [e.event_time for e in events],
+            "offsets": [e.event_timezone_offset for e in events],
+            "biz_steps": [e.biz_step for e in events],
+            "dispositions": [e.disposition for e in events],
+            "read_points": [e.read_point for e in events],
+            "biz_locations": [e.biz_location for e in events],
+            "bodies": [_json(e.body) for e in events],
+            "contexts": [_json(e.context) for e in events],
+            "epc_hashes": [hash_id for hash_id, _, _ in epcs],
+            "roles": [role for _, role, _ in epcs],
+            "epcs": [epc for _, _, epc in epcs],
+        },
+    )
+    stored = {hash_id for _, hash_id in inserted}
+    new = [e for e in events if e.hash_id in stored]
+    result.duplicates += len(events) - len(new)
+    result.stored.extend(new)
+
+
+async def _store_values(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    events: Sequence[PreparedEvent],
+    capture_id: uuid.UUID | None,
+    record_time: datetime,
+    result: StoreResult,
+) -> None:
+    """Multi-row `INSERT … VALUES` per CHUNK events (SQLite; on PostgreSQL the reference for `_store_unnest`)."""
+    insert = pg_insert if _is_postgres(session) else sqlite_insert
     for start in range(0, len(events), CHUNK):
         chunk = events[start : start + CHUNK]
         rows = [
@@ -226,9 +373,6 @@ async def do_store(
         if epc_rows:
             await session.execute(insert(_EVENT_EPCS), epc_rows)
         result.stored.extend(new)
-    if result.stored:
-        await _append_to_log(session, tenant_id, [e.hash_id for e in result.stored])
-    return result
 
 
 async def _append_to_log(session: AsyncSession, tenant_id: uuid.UUID, hash_ids: Sequence[str]) -> None:

@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from zhongtai.trace.epc import InvalidEpc, canonical_epc
@@ -118,6 +119,7 @@ def prehash_segments(event: Mapping[str, Any], namespaces: Mapping[str, str] | N
     return _Canonicalizer({**STANDARD_PREFIXES, **(namespaces or {})}).event(event)
 
 
+@lru_cache(maxsize=4096)  # a time is parsed by the validator, the stored form and the hash
 def canonical_time(value: str) -> str:
     """UTC with millisecond precision and `Z` (rounded half up to the millisecond)."""
     moment = parse_time(value).astimezone(UTC)
@@ -126,6 +128,7 @@ def canonical_time(value: str) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+@lru_cache(maxsize=4096)
 def parse_time(value: str) -> datetime:
     """An RFC 3339 date-time with a zone (any number of fraction digits)."""
     text = value.strip().replace("z", "Z").replace("t", "T")
@@ -151,6 +154,7 @@ def canonical_number(value: Any) -> str:
     return "0" if text in ("-0", "") else text
 
 
+@lru_cache(maxsize=4096)
 def cbv_term(value: str, vocabulary: str) -> str:
     """A CBV term as its Web URI: bare words (`shipping`) and URNs alike."""
     value = value.strip()

@@ -64,6 +64,17 @@ _PG_FETCH = text(
     bindparam("tenant_id", type_=Uuid),
 )
 
+_PG_INSERT_NODES = text(
+    "INSERT INTO trace_log_nodes (tenant_id, level, node_index, hash)"
+    " SELECT :tenant_id, n.level, n.node_index, n.hash"
+    " FROM unnest(:levels, :indexes, :hashes) AS n(level, node_index, hash)"
+).bindparams(
+    bindparam("tenant_id", type_=Uuid),
+    bindparam("levels", type_=ARRAY(SmallInteger)),
+    bindparam("indexes", type_=ARRAY(BigInteger)),
+    bindparam("hashes", type_=ARRAY(LargeBinary)),
+)
+
 
 class TreeSizeBeyondLog(BadRequest):
     code = "tree_size_beyond_log"
@@ -154,13 +165,25 @@ async def append(session: AsyncSession, tenant_id: uuid.UUID, entries: Sequence[
     first = await _reserve(session, tenant_id, len(entries))
     frontier = await _fetch(session, tenant_id, merkle.root_nodes(first))
     created = merkle.build_nodes(first, [merkle.leaf_hash(entry) for entry in entries], frontier)
-    await session.execute(
-        insert(TRACE_LOG_NODES),
-        [
-            {"tenant_id": tenant_id, "level": level, "node_index": index, "hash": value}
-            for (level, index), value in created.items()
-        ],
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement text whatever the number of nodes (column arrays): asyncpg prepares it once.
+        await session.execute(
+            _PG_INSERT_NODES,
+            {
+                "tenant_id": tenant_id,
+                "levels": [level for level, _ in created],
+                "indexes": [index for _, index in created],
+                "hashes": list(created.values()),
+            },
+        )
+    else:
+        await session.execute(
+            insert(TRACE_LOG_NODES),
+            [
+                {"tenant_id": tenant_id, "level": level, "node_index": index, "hash": value}
+                for (level, index), value in created.items()
+            ],
+        )
     await _schedule_signing(session, tenant_id)
     return first
 
@@ -208,6 +231,37 @@ async def inclusion_proof(session: AsyncSession, tenant_id: uuid.UUID, leaf_inde
     ranges = merkle.inclusion_ranges(leaf_index, tree_size)
     nodes = await _fetch(session, tenant_id, merkle.nodes_for(ranges))
     return [merkle.range_hash(start, end, nodes) for start, end in ranges]
+
+
+async def inclusion_proof_with_leaf(
+    session: AsyncSession, tenant_id: uuid.UUID, leaf_index: int, tree_size: int
+) -> tuple[bytes, list[bytes]]:
+    """The leaf's hash and its inclusion proof, from one query."""
+    if not 0 <= leaf_index < tree_size:
+        raise BadProofRequest(
+            f"Leaf {leaf_index} is not in a tree of size {tree_size}.", leaf_index=leaf_index, tree_size=tree_size
+        )
+    ranges = merkle.inclusion_ranges(leaf_index, tree_size)
+    nodes = await _fetch(session, tenant_id, [*merkle.nodes_for(ranges), (0, leaf_index)])
+    return nodes[(0, leaf_index)], [merkle.range_hash(start, end, nodes) for start, end in ranges]
+
+
+async def inclusion_proofs(
+    session: AsyncSession, tenant_id: uuid.UUID, leaf_indexes: Iterable[int], tree_size: int
+) -> dict[int, list[bytes]]:
+    """Inclusion proofs of several leaves at one tree size, with one query for all their nodes (a
+    trace's steps share most of theirs: the upper levels of neighbouring leaves coincide)."""
+    wanted = sorted(set(leaf_indexes))
+    for leaf_index in wanted:
+        if not 0 <= leaf_index < tree_size:
+            raise BadProofRequest(
+                f"Leaf {leaf_index} is not in a tree of size {tree_size}.", leaf_index=leaf_index, tree_size=tree_size
+            )
+    ranges = {leaf_index: merkle.inclusion_ranges(leaf_index, tree_size) for leaf_index in wanted}
+    nodes = await _fetch(session, tenant_id, merkle.nodes_for(r for each in ranges.values() for r in each))
+    return {
+        leaf_index: [merkle.range_hash(start, end, nodes) for start, end in each] for leaf_index, each in ranges.items()
+    }
 
 
 async def consistency_proof(session: AsyncSession, tenant_id: uuid.UUID, first: int, second: int) -> list[bytes]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.core import consumers, tenancy
-from zhongtai.core.web import DbSession, rate_limit
+from zhongtai.core.web import DbSession, ReadSession, rate_limit
 from zhongtai.trace import checkpoint as checkpoints
 from zhongtai.trace import log
 from zhongtai.trace.log_models import TraceCheckpoint
@@ -111,7 +111,7 @@ def _wants_json(request: Request) -> bool:
     response_model=CheckpointOut,
     responses={200: {"content": {"text/plain": {}}, "description": "the checkpoint (text) or its fields (JSON)"}},
 )
-async def latest_checkpoint(tenant_slug: str, request: Request, session: DbSession) -> Response:
+async def latest_checkpoint(tenant_slug: str, request: Request, session: ReadSession) -> Response:
     """The latest signed tree head: the checkpoint text, or JSON with `Accept: application/json`."""
     tenant_id = await _tenant_id(session, tenant_slug)
     row = await checkpoints.get_latest_checkpoint(session, tenant_id)
@@ -162,7 +162,7 @@ async def public_key(tenant_slug: str, session: DbSession) -> PublicKeysOut:
 @router.get("/proof/inclusion", response_model=InclusionProofOut)
 async def inclusion_proof(
     tenant_slug: str,
-    session: DbSession,
+    session: ReadSession,
     leaf_index: Annotated[int | None, Query(ge=0, le=MAX_TREE_SIZE)] = None,
     entry: Annotated[str | None, Query(max_length=300, description="an event hash ID, ni:///sha-256;…")] = None,
     tree_size: Annotated[
@@ -193,8 +193,7 @@ async def inclusion_proof(
             raise log.UnknownLeaf(f"The log has no leaf {leaf_index}.")
     else:
         signed = await checkpoints.checkpoint_at(session, tenant_id, tree_size)
-    path = await log.inclusion_proof(session, tenant_id, leaf_index, tree_size)
-    leaf = await log.leaf_hash_at(session, tenant_id, leaf_index)
+    leaf, path = await log.inclusion_proof_with_leaf(session, tenant_id, leaf_index, tree_size)
     return InclusionProofOut(
         origin=checkpoints.parse_checkpoint(signed.note).origin if signed else None,
         leaf_index=leaf_index,
@@ -209,7 +208,7 @@ async def inclusion_proof(
 @router.get("/proof/consistency", response_model=ConsistencyProofOut)
 async def consistency_proof(
     tenant_slug: str,
-    session: DbSession,
+    session: ReadSession,
     first: Annotated[int, Query(ge=0, le=MAX_TREE_SIZE)],
     second: Annotated[
         int | None, Query(ge=0, le=MAX_TREE_SIZE, description="default: the latest signed head's size")

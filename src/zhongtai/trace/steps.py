@@ -140,20 +140,30 @@ def _place(body: dict[str, Any], name: str) -> str | None:
     return str(place["id"]) if isinstance(place, dict) and place.get("id") else None
 
 
-async def code_trace(session: AsyncSession, tenant_id: uuid.UUID, code: str, *, with_actors: bool) -> CodeTrace:
-    """The trace of a code given as a Digital Link URI, short URL, serial or SSCC (CodeNotFound else)."""
-    view = await codes_service.lookup(session, code)
-    epc = normalize_epc(view.uri)
+@dataclass
+class EpcSteps:
+    """The steps of one identifier with their proofs against the latest signed checkpoint."""
+
+    steps: list[Step]
+    intervals: list[Interval]
+    checkpoint: TraceCheckpoint | None
+
+
+async def epc_steps(session: AsyncSession, tenant_id: uuid.UUID, epc: str, *, with_actors: bool) -> EpcSteps:
+    """The trace of a canonical EPC (`view.trace_of`) as steps, every proof fetched in one query."""
     trace = await trace_of(session, tenant_id, epc)
     signed = await checkpoints.latest_checkpoint(session, tenant_id)
     actors = await _actors(session, trace.entries) if with_actors else {}
+    paths: dict[int, list[bytes]] = {}
+    if signed is not None:
+        covered = [e.leaf_index for e in trace.entries if e.leaf_index is not None and e.leaf_index < signed.tree_size]
+        paths = await log.inclusion_proofs(session, tenant_id, covered, signed.tree_size) if covered else {}
     steps: list[Step] = []
     for entry in trace.entries:
         event = entry.event
         proof = None
-        if signed is not None and entry.leaf_index is not None and entry.leaf_index < signed.tree_size:
-            path = await log.inclusion_proof(session, tenant_id, entry.leaf_index, signed.tree_size)
-            proof = Proof(entry.leaf_index, signed.tree_size, path)
+        if signed is not None and entry.leaf_index is not None and entry.leaf_index in paths:
+            proof = Proof(entry.leaf_index, signed.tree_size, paths[entry.leaf_index])
         biz_step = bare_term(event.biz_step, "BizStep")
         steps.append(
             Step(
@@ -169,6 +179,15 @@ async def code_trace(session: AsyncSession, tenant_id: uuid.UUID, code: str, *, 
                 proof=proof,
             )
         )
+    return EpcSteps(steps=steps, intervals=trace.intervals, checkpoint=signed)
+
+
+async def code_trace(session: AsyncSession, tenant_id: uuid.UUID, code: str, *, with_actors: bool) -> CodeTrace:
+    """The trace of a code given as a Digital Link URI, short URL, serial or SSCC (CodeNotFound else)."""
+    view = await codes_service.lookup(session, code)
+    epc = normalize_epc(view.uri)
+    found = await epc_steps(session, tenant_id, epc, with_actors=with_actors)
+    signed = found.checkpoint
     container_uri = None
     if view.parent_serial:
         container = await codes_service.lookup(session, view.parent_serial)
@@ -176,8 +195,8 @@ async def code_trace(session: AsyncSession, tenant_id: uuid.UUID, code: str, *, 
     return CodeTrace(
         view=view,
         epc=epc,
-        steps=steps,
-        intervals=trace.intervals,
+        steps=found.steps,
+        intervals=found.intervals,
         checkpoint=signed,
         origin=checkpoints.parse_checkpoint(signed.note).origin if signed else None,
         container_uri=container_uri,

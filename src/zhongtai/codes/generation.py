@@ -93,12 +93,7 @@ async def _insert_rows(
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None, "a checked-out connection has a driver connection"
-    if isinstance(values, bytes):
-        text = values.decode("ascii")
-        length = rules.SERIAL_LENGTH
-        values_list = [text[i : i + length] for i in range(0, len(text), length)]
-    else:
-        values_list = values
+    values_list = serials.split(values) if isinstance(values, bytes) else values
     count = len(values_list)
     if connection.dialect.name == "postgresql":
         if isinstance(values, bytes):

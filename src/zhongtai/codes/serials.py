@@ -104,6 +104,11 @@ class SerialKeyRing:
         return found
 
 
+def split(made: bytes) -> list[str]:
+    """Concatenated serials (as `SerialKeyRing.serials` makes them) → a list of serials."""
+    return np.frombuffer(made, dtype=f"S{SERIAL_LENGTH}").astype(f"U{SERIAL_LENGTH}").tolist()  # type: ignore[no-any-return]
+
+
 @lru_cache(maxsize=16)
 def _ring(pii_keys: tuple[tuple[int, bytes], ...]) -> SerialKeyRing:
     return SerialKeyRing(dict(pii_keys))

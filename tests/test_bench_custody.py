@@ -12,5 +12,13 @@ def test_custody_benchmark_embedded_tier() -> None:
     figures = run_custody_benchmark(items=300, tiers=["embedded"])
     assert figures["tiers"] == ["embedded"]
     assert figures["embedded_packed_items"] == 300
-    for key in ("commission_items_per_s", "pack_items_per_s", "pack_requests_per_s", "pack_p95_ms"):
+    assert (figures["embedded_pack_items"], figures["embedded_pack_cases_items"]) == (150, 150)
+    for key in (
+        "commission_items_per_s",
+        "pack_items_per_s",
+        "pack_requests_per_s",
+        "pack_p95_ms",
+        "pack_cases_items_per_s",
+        "pack_cases_requests_per_s",
+    ):
         assert figures[f"embedded_{key}"] > 0

@@ -18,6 +18,7 @@ from zhongtai.catalog.rules import LotDraft, ProductDraft
 from zhongtai.codes import custody
 from zhongtai.codes.errors import CodeStepRefused
 from zhongtai.codes.models import Code, CodeBatch, CodeEvent
+from zhongtai.core.models import OutboxJob
 from zhongtai.core.runtime import Runtime
 
 
@@ -280,3 +281,73 @@ async def test_an_item_never_lands_in_two_cases_under_races(client: httpx.AsyncC
     assert len(holders) == 1
     assert holders[0] in case_ids
     assert in_case_2 == 4
+
+
+async def test_pack_several_cases_in_one_request(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    line = await setup_line(client, runtime)
+    items, cases = line.serials["item"], line.serials["case"]
+    headers = {**line.auth, "idempotency-key": "line3-close-0001"}
+    body = {"cases": [{"parent": cases[i], "children": items[i * 6 : i * 6 + 5]} for i in range(3)]}
+    packed = await client.post("/api/v1/codes/pack-cases", json=body, headers=headers)
+    assert packed.status_code == 200, packed.text
+    answer = packed.json()
+    assert (answer["count"], answer["replayed"]) == (15, False)
+    assert [(c["parent"], c["count"], c["contents"], c["capacity"]) for c in answer["cases"]] == [
+        (cases[i], 5, 5, 6) for i in range(3)
+    ]
+    again = await client.post("/api/v1/codes/pack-cases", json=body, headers=headers)
+    assert again.json()["replayed"] is True
+    assert [c["event_id"] for c in again.json()["cases"]] == [c["event_id"] for c in answer["cases"]]
+    async with runtime.db.unit_of_work(tenant_id=line.brand.id) as session:
+        events = list(await session.scalars(select(CodeEvent).where(CodeEvent.kind == "pack").order_by(CodeEvent.id)))
+        case_ids = dict((await session.execute(select(Code.serial, Code.id).where(Code.serial.in_(cases)))).all())
+        jobs = list(await session.scalars(select(OutboxJob.payload).where(OutboxJob.topic == "trace.code_event")))
+    assert [(e.parent_code_id, e.quantity, e.idempotency_key) for e in events] == [
+        (case_ids[cases[0]], 5, "line3-close-0001"),
+        (case_ids[cases[1]], 5, "line3-close-0001#1"),
+        (case_ids[cases[2]], 5, "line3-close-0001#2"),
+    ]
+    assert {e.id for e in events} <= {job["code_event_id"] for job in jobs}
+    assert [p for _, _, p in await states(runtime, line, items[:5])] == [case_ids[cases[0]]] * 5
+
+
+async def test_one_refused_case_refuses_every_case(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    line = await setup_line(client, runtime)
+    items, cases, pallets = line.serials["item"], line.serials["case"], line.serials["pallet"]
+    other = await make_brand(runtime)
+    other_token = await make_token(runtime, other)
+    other_batch = await request_batch(client, other_token, await make_product(runtime, other), 1)
+    await run_jobs(runtime)
+    foreign_item = (await _serials(client, other_token, other_batch["id"]))[0]
+    await client.post("/api/v1/codes/pack", json={"parent": cases[3], "children": [items[19]]}, headers=line.auth)
+    voided = await client.post(
+        f"/api/v1/codes/batches/{line.batches['item']['id']}/void",
+        json={"from_index": 18, "to_index": 18, "reason": "misprinted"},
+        headers=line.auth,
+    )
+    assert voided.status_code == 200, voided.text
+    good = {"parent": cases[0], "children": items[:3]}
+    bad_cases = {
+        "packed_elsewhere": {"parent": cases[1], "children": [items[4], items[19]]},
+        "wrong_level": {"parent": cases[1], "children": [pallets[0]]},
+        "foreign": {"parent": cases[1], "children": [foreign_item]},
+        "unknown": {"parent": cases[1], "children": ["BAAAAAAAAAAAAAAA"]},
+        "listed_twice": {"parent": cases[1], "children": [items[0]]},
+        "voided": {"parent": cases[1], "children": [items[17]]},
+    }
+    for reason, bad in bad_cases.items():
+        refused = await client.post("/api/v1/codes/pack-cases", json={"cases": [good, bad]}, headers=line.auth)
+        assert refused.status_code == 409, (reason, refused.text)
+        assert reason in {p["reason"] for p in refused.json()["data"]["refused"]}, reason
+    overfull = await client.post(
+        "/api/v1/codes/pack-cases",
+        json={"cases": [good, {"parent": cases[1], "children": items[5:12]}]},
+        headers=line.auth,
+    )
+    assert overfull.status_code == 409
+    assert (overfull.json()["data"]["reason"], overfull.json()["data"]["capacity"]) == ("overfull", 6)
+    twice = await client.post("/api/v1/codes/pack-cases", json={"cases": [good, good]}, headers=line.auth)
+    assert twice.status_code == 422
+    assert [p for _, _, p in await states(runtime, line, items[:12])] == [None] * 12, "nothing was packed"
+    async with runtime.db.unit_of_work(tenant_id=line.brand.id) as session:
+        assert len(list(await session.scalars(select(CodeEvent).where(CodeEvent.kind == "pack")))) == 1

@@ -244,6 +244,7 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/codes/commission"): lambda v: {"codes": [v.serial]},
     ("POST", "/api/v1/codes/decommission"): lambda v: {"codes": [v.serial], "reason": "hijack"},
     ("POST", "/api/v1/codes/pack"): lambda v: {"parent": v.serial, "children": [v.serial]},
+    ("POST", "/api/v1/codes/pack-cases"): lambda v: {"cases": [{"parent": v.serial, "children": [v.serial]}]},
     ("POST", "/api/v1/codes/unpack"): lambda v: {"parent": v.serial},
     ("POST", "/api/v1/codes/repack"): lambda v: {"parent": v.serial, "children": [v.serial]},
     # The victim's event (same canonical hash, another eventID) captured again: it must land in the

@@ -3,8 +3,9 @@
 Per tier: N item codes and N / 10 case codes are generated (not measured), then the line's calls are
 timed through the platform's ASGI application in-process (routing, validation, token authentication,
 services, database; no network and no HTTP server): one `POST /api/v1/codes/commission` per batch
-range of at most 100,000 codes, then one `POST /api/v1/codes/pack` per case of ten items, as a
-packing station sends them.
+range of at most 100,000 codes, then the first half of the cases with one `POST /api/v1/codes/pack`
+per case of ten items, as a packing station sends them, and the second half with one
+`POST /api/v1/codes/pack-cases` per ten cases, as a line that closes several cases at once sends them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from zhongtai.core.settings import Settings
 
 TIERS = ("embedded", "postgres")
 ITEMS_PER_CASE = 10
+CASES_PER_REQUEST = 10
 progress = Console(stderr=True)
 COMMISSION_LIMIT = custody.MAX_CODES_PER_REQUEST
 
@@ -108,9 +110,10 @@ async def _measure(settings: Settings, items: int) -> dict[str, Any]:
                 )
                 done.raise_for_status()
             commission_seconds = time.perf_counter() - started
+            half = len(case_serials) // 2
             latencies: list[float] = []
             started = time.perf_counter()
-            for case_index, case in enumerate(case_serials):
+            for case_index, case in enumerate(case_serials[:half]):
                 children = item_serials[case_index * ITEMS_PER_CASE : (case_index + 1) * ITEMS_PER_CASE]
                 sent = time.perf_counter()
                 packed = await client.post(
@@ -121,17 +124,46 @@ async def _measure(settings: Settings, items: int) -> dict[str, Any]:
                 if packed.json()["contents"] != ITEMS_PER_CASE:
                     raise RuntimeError(f"case {case} holds {packed.json()['contents']} items")
             pack_seconds = time.perf_counter() - started
-        packed_items = len(case_serials) * ITEMS_PER_CASE
+            many_latencies: list[float] = []
+            started = time.perf_counter()
+            for first in range(half, len(case_serials), CASES_PER_REQUEST):
+                body = {
+                    "cases": [
+                        {
+                            "parent": case_serials[i],
+                            "children": item_serials[i * ITEMS_PER_CASE : (i + 1) * ITEMS_PER_CASE],
+                        }
+                        for i in range(first, min(first + CASES_PER_REQUEST, len(case_serials)))
+                    ]
+                }
+                sent = time.perf_counter()
+                packed = await client.post("/api/v1/codes/pack-cases", json=body, headers=auth)
+                many_latencies.append(time.perf_counter() - sent)
+                packed.raise_for_status()
+                if any(c["contents"] != ITEMS_PER_CASE for c in packed.json()["cases"]):
+                    raise RuntimeError(f"a case of the request at case {first} does not hold {ITEMS_PER_CASE} items")
+            pack_many_seconds = time.perf_counter() - started
+        single_items = half * ITEMS_PER_CASE
+        many_items = (len(case_serials) - half) * ITEMS_PER_CASE
         latencies.sort()
+        many_latencies.sort()
         return {
             "commission_items_per_s": round(items / commission_seconds),
             "commission_seconds": round(commission_seconds, 2),
-            "pack_items_per_s": round(packed_items / pack_seconds),
-            "pack_requests_per_s": round(len(case_serials) / pack_seconds),
+            "pack_items_per_s": round(single_items / pack_seconds),
+            "pack_requests_per_s": round(half / pack_seconds),
             "pack_p50_ms": round(statistics.median(latencies) * 1000, 2),
             "pack_p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000, 2),
-            "packed_items": packed_items,
-            "commission_plus_pack_items_per_s": round(items / (commission_seconds + pack_seconds)),
+            "pack_items": single_items,
+            "pack_cases_items_per_s": round(many_items / pack_many_seconds),
+            "pack_cases_requests_per_s": round(len(many_latencies) / pack_many_seconds),
+            "pack_cases_per_request": CASES_PER_REQUEST,
+            "pack_cases_p50_ms": round(statistics.median(many_latencies) * 1000, 2),
+            "pack_cases_items": many_items,
+            "packed_items": single_items + many_items,
+            "commission_plus_pack_items_per_s": round(
+                items / (commission_seconds + pack_seconds * items / single_items)
+            ),
         }
     finally:
         await runtime.stop()
@@ -160,7 +192,8 @@ def run_custody_benchmark(
         progress.print(
             f"  commission {measured['commission_items_per_s']:,} items/s; "
             f"pack {measured['pack_items_per_s']:,} items/s "
-            f"({measured['pack_requests_per_s']:,} cases/s, p95 {measured['pack_p95_ms']} ms)"
+            f"({measured['pack_requests_per_s']:,} cases/s, p95 {measured['pack_p95_ms']} ms); "
+            f"pack-cases {measured['pack_cases_items_per_s']:,} items/s ({CASES_PER_REQUEST} cases a request)"
         )
     return {
         "items": quantity,

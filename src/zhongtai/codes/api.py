@@ -29,6 +29,8 @@ from zhongtai.codes.schemas import (
     CodeSettingsUpdate,
     CommissionRequest,
     DecommissionRequest,
+    PackCasesOut,
+    PackCasesRequest,
     PackOut,
     PackRequest,
     StepFields,
@@ -254,6 +256,21 @@ async def pack(
         session, _context(actor, body, idempotency_key), parent_code=body.parent, children=body.children
     )
     return _packed(done)
+
+
+@router.post("/pack-cases", response_model=PackCasesOut)
+async def pack_cases(
+    body: PackCasesRequest, session: DbSession, actor: CodesCustodian, idempotency_key: IdempotencyKey = None
+) -> PackCasesOut:
+    """Pack several containers at once (a line sending the cases it closed): all or nothing."""
+    done = await custody.do_pack_many(
+        session,
+        _context(actor, body, idempotency_key),
+        [custody.CaseRequest(case.parent, case.children) for case in body.cases],
+    )
+    return PackCasesOut(
+        count=sum(d.added for d in done), replayed=any(d.replayed for d in done), cases=[_packed(d) for d in done]
+    )
 
 
 @router.post("/unpack", response_model=PackOut)

@@ -9,18 +9,20 @@ neither put an item in two cases nor overfill the case.
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import case as sql_case
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.catalog.models import Lot, Product
 from zhongtai.codes import rules
-from zhongtai.codes.errors import CodeStepRefused, InvalidCodeStep
+from zhongtai.codes.errors import CodeNotFound, CodeStepRefused, InvalidCodeStep
 from zhongtai.codes.models import (
     CASE,
     COMMISSIONED,
@@ -81,8 +83,21 @@ async def _replayed(session: AsyncSession, ctx: StepContext) -> CodeEvent | None
 
 
 async def resolve(session: AsyncSession, texts: Sequence[str], refusals: Refusals) -> list[Code]:
-    """Codes named by URIs, short URLs, serials or SSCCs, in the given order; unknown, foreign and
-    unreadable ones go to `refusals`."""
+    """Codes named by URIs, short URLs, serials or SSCCs, in the given order without repeats;
+    unknown, foreign and unreadable ones go to `refusals`."""
+    by_text = await resolve_map(session, texts, refusals)
+    seen: set[int] = set()
+    ordered = []
+    for text in texts:
+        code = by_text.get(text)
+        if code is not None and code.id not in seen:
+            seen.add(code.id)
+            ordered.append(code)
+    return ordered
+
+
+async def resolve_map(session: AsyncSession, texts: Sequence[str], refusals: Refusals) -> dict[str, Code]:
+    """The code each text names; unknown, foreign and unreadable ones go to `refusals` (once each)."""
     if len(texts) > MAX_CODES_PER_REQUEST:
         raise InvalidCodeStep(f"At most {MAX_CODES_PER_REQUEST:,} codes per request.", field="codes")
     parsed: list[tuple[str, str]] = []
@@ -95,21 +110,19 @@ async def resolve(session: AsyncSession, texts: Sequence[str], refusals: Refusal
     found = await find_codes(session, keys)
     missing = [key for key in keys if key not in found]
     foreign = await _foreign(session, missing)
+    reported: set[str] = set()
+    by_text: dict[str, Code] = {}
     for text, key in parsed:
         if key in found:
+            by_text[text] = found[key]
+        elif text in reported:
             continue
-        if key in foreign:
+        elif key in foreign:
             refusals.add(text, "foreign", "This code belongs to another brand.")
         else:
             refusals.add(text, "unknown", "No such code.")
-    seen: set[int] = set()
-    ordered = []
-    for _, key in parsed:
-        code = found.get(key)
-        if code is not None and code.id not in seen:
-            seen.add(code.id)
-            ordered.append(code)
-    return ordered
+        reported.add(text)
+    return by_text
 
 
 async def _foreign(session: AsyncSession, keys: list[str]) -> set[str]:
@@ -346,13 +359,6 @@ class Packed:
     replayed: bool = False
 
 
-async def _capacity(session: AsyncSession, parent: Code, product_id: uuid.UUID) -> int:
-    product = await session.scalar(select(Product).where(Product.id == product_id))
-    assert product is not None, "a batch's product is never deleted"
-    capacity = product.items_per_case if parent.level == CASE else product.cases_per_pallet
-    return int(capacity or 0)
-
-
 async def _lock_parent(session: AsyncSession, text: str) -> Code:
     refusals = Refusals()
     found = await resolve(session, [text], refusals)
@@ -360,88 +366,265 @@ async def _lock_parent(session: AsyncSession, text: str) -> Code:
     parent = found[0]
     if parent.level not in CHILD_LEVEL:
         raise CodeStepRefused("Items hold nothing; pack into a case or a pallet code.", reason="not_a_container")
-    # Lock the parent row (PostgreSQL) before counting its contents; SQLite serialises writers.
-    await session.execute(
-        update(Code)
-        .where(Code.id == parent.id)
-        .values(changed_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    await _lock(session, [parent.id])
     return parent
+
+
+async def _lock(session: AsyncSession, ids: list[int]) -> None:
+    """Lock container rows before counting their contents: PostgreSQL row locks, taken in id order so
+    that two requests naming the same containers cannot deadlock; SQLite's BEGIN IMMEDIATE already
+    serialises writers."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            select(Code)
+            .where(Code.id.in_(ids))
+            .order_by(Code.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
+
+@dataclass(frozen=True)
+class _BatchInfo:
+    first_code_id: int
+    quantity: int
+    product_id: uuid.UUID
+    items_per_case: int | None
+    cases_per_pallet: int | None
+
+
+async def _batches_covering(session: AsyncSession, ids: Sequence[int]) -> list[_BatchInfo]:
+    """In one query, the batches (with their product's packaging) whose id ranges hold these codes."""
+    low, high = min(ids), max(ids)
+    rows = await session.execute(
+        select(
+            CodeBatch.first_code_id,
+            CodeBatch.quantity,
+            CodeBatch.product_id,
+            Product.items_per_case,
+            Product.cases_per_pallet,
+        )
+        .join(Product, Product.id == CodeBatch.product_id)
+        .where(CodeBatch.first_code_id <= high, CodeBatch.first_code_id + CodeBatch.quantity > low)
+        .order_by(CodeBatch.first_code_id)
+    )
+    return [_BatchInfo(*row) for row in rows]
+
+
+def _batch_for(batches: list[_BatchInfo], code_id: int) -> _BatchInfo | None:
+    index = bisect.bisect_right([b.first_code_id for b in batches], code_id) - 1
+    if index >= 0 and code_id < batches[index].first_code_id + batches[index].quantity:
+        return batches[index]
+    return None
+
+
+@dataclass(frozen=True)
+class CaseRequest:
+    """One container and the codes to pack into it."""
+
+    parent_code: str
+    children: Sequence[str]
+
+
+MAX_CASES_PER_REQUEST = 500
 
 
 async def do_pack(session: AsyncSession, ctx: StepContext, *, parent_code: str, children: Sequence[str]) -> Packed:
     """Aggregate items into a case, or cases onto a pallet. Children already in this parent are
     accepted again without change, so a retried request is harmless."""
-    replay = await _replayed(session, ctx)
     if not children:
         raise InvalidCodeStep("Name the codes to pack.", field="children")
-    parent = await _lock_parent(session, parent_code)
-    if replay is not None:
-        contents = await _contents(session, parent.id)
-        return Packed(replay, parent, replay.quantity, contents, contents, replayed=True)
+    return (await do_pack_many(session, ctx, [CaseRequest(parent_code, children)]))[0]
+
+
+async def do_pack_many(session: AsyncSession, ctx: StepContext, cases: Sequence[CaseRequest]) -> list[Packed]:
+    """Pack several containers in one step — a line sending the cases it closed — all or nothing:
+    one refused code refuses every case. Set-based: one lookup of every code named, one lock of the
+    containers, one query for batches and packaging, one for the current contents, one update, one
+    insert of the events (one per container that receives codes) and one of their trace jobs."""
+    if not cases:
+        raise InvalidCodeStep("Name the containers to pack.", field="cases")
+    if len(cases) > MAX_CASES_PER_REQUEST:
+        raise InvalidCodeStep(f"At most {MAX_CASES_PER_REQUEST} containers per request.", field="cases")
+    if sum(len(case.children) for case in cases) > MAX_CODES_PER_REQUEST:
+        raise InvalidCodeStep(f"At most {MAX_CODES_PER_REQUEST:,} codes per request.", field="cases")
+    for index, case in enumerate(cases):
+        if not case.children:
+            raise InvalidCodeStep(f"Name the codes to pack into {case.parent_code}.", field=f"cases.{index}.children")
+    replay = await _replayed(session, ctx)
     refusals = Refusals()
-    if parent.state not in (COMMISSIONED, PACKED):
-        problem = _state_problem(parent, (COMMISSIONED,))
-        assert problem is not None
-        refusals.add(parent.serial, *problem)
-    targets = await resolve(session, children, refusals)
-    products = await _products_of(session, [parent, *targets])
-    parent_product = products[parent.id]
-    new = []
-    for code in targets:
-        if code.id == parent.id:
-            refusals.add(code.serial, "self", "A code cannot be packed into itself.")
-        elif code.level != CHILD_LEVEL[parent.level]:
-            refusals.add(
-                code.serial,
-                "wrong_level",
-                f"A {LEVEL_NAMES[parent.level]} holds {LEVEL_NAMES[CHILD_LEVEL[parent.level]]}s, "
-                f"not {LEVEL_NAMES[code.level]}s.",
-            )
-        elif products[code.id] != parent_product:
-            refusals.add(code.serial, "wrong_product", "This code is of another product than the container.")
-        elif code.parent_id == parent.id:
-            continue
-        elif code.parent_id is not None:
-            holder = await session.scalar(select(Code.serial).where(Code.id == code.parent_id))
-            refusals.add(code.serial, "packed_elsewhere", f"This code is already packed in {holder}.")
-        elif (problem := _state_problem(code, (COMMISSIONED,))) is not None:
-            refusals.add(code.serial, *problem)
-        else:
-            new.append(code)
-    capacity = await _capacity(session, parent, parent_product)
-    contents = await _contents(session, parent.id)
-    if not refusals.problems and contents + len(new) > capacity:
-        raise CodeStepRefused(
-            f"The {LEVEL_NAMES[parent.level]} {parent.serial} holds {capacity}; it has {contents} and {len(new)} more "
-            "would overfill it.",
-            reason="overfull",
-            capacity=capacity,
-            contents=contents,
-            adding=len(new),
-        )
+    parent_texts = [case.parent_code for case in cases]
+    found = await resolve_map(session, [*parent_texts, *(t for case in cases for t in case.children)], refusals)
     refusals.raise_if_any("Packing refused:")
-    if not new:
-        return Packed(None, parent, 0, contents, capacity)
-    ids = [c.id for c in new]
-    changed = await _set_state(
-        session, ids, expected=(COMMISSIONED,), values={"state": PACKED, "parent_id": parent.id}, unpacked_only=True
-    )
-    if changed != len(ids):
-        raise CodeStepRefused("Some codes were packed elsewhere meanwhile; retry the request.", reason="raced")
-    event = await _record(
+    parents = [found[text] for text in parent_texts]
+    if len({p.id for p in parents}) != len(parents):
+        raise InvalidCodeStep("A container is named twice; send each one once.", field="cases")
+    if any(p.level not in CHILD_LEVEL for p in parents):
+        raise CodeStepRefused("Items hold nothing; pack into a case or a pallet code.", reason="not_a_container")
+    await _lock(session, sorted(p.id for p in parents))
+    contents = await _contents_of(session, [p.id for p in parents])
+    if replay is not None:
+        return await _replayed_packs(session, ctx, parents, contents)
+    everything = [p.id for p in parents] + [found[t].id for case in cases for t in case.children]
+    batches = await _batches_covering(session, everything)
+    named_in: dict[int, int] = {}
+    plans: list[tuple[Code, list[Code], int]] = []  # parent, new children, capacity
+    overfull: CodeStepRefused | None = None
+    for index, (case, parent) in enumerate(zip(cases, parents, strict=True)):
+        parent_batch = _batch_for(batches, parent.id)
+        if parent_batch is None:
+            raise CodeNotFound()
+        if parent.state not in (COMMISSIONED, PACKED):
+            problem = _state_problem(parent, (COMMISSIONED,))
+            assert problem is not None
+            refusals.add(parent.serial, *problem)
+        new: list[Code] = []
+        for text in case.children:
+            code = found[text]
+            batch = _batch_for(batches, code.id)
+            if named_in.setdefault(code.id, index) != index:
+                refusals.add(code.serial, "listed_twice", "This code is named for two containers.")
+            elif code.id == parent.id or code.id in {p.id for p in parents}:
+                refusals.add(code.serial, "self", "A code cannot be packed into itself.")
+            elif code.level != CHILD_LEVEL[parent.level]:
+                refusals.add(
+                    code.serial,
+                    "wrong_level",
+                    f"A {LEVEL_NAMES[parent.level]} holds {LEVEL_NAMES[CHILD_LEVEL[parent.level]]}s, "
+                    f"not {LEVEL_NAMES[code.level]}s.",
+                )
+            elif batch is None or batch.product_id != parent_batch.product_id:
+                refusals.add(code.serial, "wrong_product", "This code is of another product than the container.")
+            elif code.parent_id == parent.id:
+                continue
+            elif code.parent_id is not None:
+                holder = await session.scalar(select(Code.serial).where(Code.id == code.parent_id))
+                refusals.add(code.serial, "packed_elsewhere", f"This code is already packed in {holder}.")
+            elif (problem := _state_problem(code, (COMMISSIONED,))) is not None:
+                refusals.add(code.serial, *problem)
+            elif code not in new:
+                new.append(code)
+        capacity = int((parent_batch.items_per_case if parent.level == CASE else parent_batch.cases_per_pallet) or 0)
+        held = contents.get(parent.id, 0)
+        if overfull is None and held + len(new) > capacity:
+            overfull = CodeStepRefused(
+                f"The {LEVEL_NAMES[parent.level]} {parent.serial} holds {capacity}; it has {held} and {len(new)} "
+                "more would overfill it.",
+                reason="overfull",
+                capacity=capacity,
+                contents=held,
+                adding=len(new),
+            )
+        plans.append((parent, new, capacity))
+    if overfull is not None and not refusals.problems:
+        raise overfull
+    refusals.raise_if_any("Packing refused:")
+    moves = {code.id: parent.id for parent, new, _ in plans for code in new}
+    if moves:
+        changed = await _move_into(session, moves)
+        if changed != len(moves):
+            raise CodeStepRefused("Some codes were packed elsewhere meanwhile; retry the request.", reason="raced")
+    events = await _record_many(
         session,
         ctx,
-        kind="pack",
-        action="ADD",
-        biz_step="packing",
-        disposition="in_progress",
-        code_ids=ids,
-        parent=parent,
-        product_id=parent_product,
+        [(parent, [c.id for c in new], _batch_for(batches, parent.id)) for parent, new, _ in plans if new],
     )
-    return Packed(event, parent, len(ids), contents + len(ids), capacity)
+    return [
+        Packed(events.get(parent.id), parent, len(new), contents.get(parent.id, 0) + len(new), capacity)
+        for parent, new, capacity in plans
+    ]
+
+
+async def _move_into(session: AsyncSession, moves: dict[int, int]) -> int:
+    """Pack codes (id → container id) that are commissioned and in no container; returns how many."""
+    ids = list(moves)
+    changed = 0
+    now = utcnow()
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        targets = {moves[i] for i in chunk}
+        parent_value: Any = (
+            next(iter(targets)) if len(targets) == 1 else sql_case({i: moves[i] for i in chunk}, value=Code.id)
+        )
+        result = await session.execute(
+            update(Code)
+            .where(Code.id.in_(chunk), Code.state == COMMISSIONED, Code.parent_id.is_(None))
+            .values(state=PACKED, parent_id=parent_value, changed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        changed += int(result.rowcount)  # type: ignore[attr-defined]
+    return changed
+
+
+async def _record_many(
+    session: AsyncSession, ctx: StepContext, packs: list[tuple[Code, list[int], _BatchInfo | None]]
+) -> dict[int, CodeEvent]:
+    """The pack events of one request (the first carries the request's idempotency key, the others
+    the key with `#n`), inserted together, and their trace jobs with one insert."""
+    events: dict[int, CodeEvent] = {}
+    when = ctx.event_time or utcnow()
+    for number, (parent, ids, batch) in enumerate(packs):
+        first, last, explicit = _range_of(ids)
+        key = ctx.idempotency_key if number == 0 or not ctx.idempotency_key else f"{ctx.idempotency_key}#{number}"
+        events[parent.id] = CodeEvent(
+            tenant_id=ctx.actor.tenant_id,
+            kind="pack",
+            action="ADD",
+            biz_step="packing",
+            disposition="in_progress",
+            parent_code_id=parent.id,
+            code_first=first,
+            code_last=last,
+            code_ids=explicit,
+            quantity=len(ids),
+            product_id=batch.product_id if batch else None,
+            event_time=when,
+            event_timezone=ctx.event_timezone,
+            read_point=ctx.read_point,
+            actor_kind=str(ctx.actor.kind),
+            actor_label=ctx.actor.label,
+            idempotency_key=key,
+            data={},
+        )
+    if not events:
+        return events
+    session.add_all(events.values())
+    await session.flush()
+    await jobs.enqueue_many(
+        session,
+        TRACE_TOPIC,
+        [({"code_event_id": e.id}, f"{TRACE_TOPIC}:{e.id}") for e in events.values()],
+    )
+    return events
+
+
+async def _replayed_packs(
+    session: AsyncSession, ctx: StepContext, parents: list[Code], contents: dict[int, int]
+) -> list[Packed]:
+    assert ctx.idempotency_key is not None
+    key = ctx.idempotency_key
+    keys = [key, *(f"{key}#{n}" for n in range(1, len(parents)))]
+    events = {
+        e.parent_code_id: e for e in await session.scalars(select(CodeEvent).where(CodeEvent.idempotency_key.in_(keys)))
+    }
+    return [
+        Packed(
+            events.get(p.id),
+            p,
+            events[p.id].quantity if p.id in events else 0,
+            contents.get(p.id, 0),
+            contents.get(p.id, 0),
+            replayed=True,
+        )
+        for p in parents
+    ]
+
+
+async def _contents_of(session: AsyncSession, parent_ids: list[int]) -> dict[int, int]:
+    rows = await session.execute(
+        select(Code.parent_id, func.count()).where(Code.parent_id.in_(parent_ids)).group_by(Code.parent_id)
+    )
+    return {int(parent_id or 0): int(count) for parent_id, count in rows}
 
 
 async def _contents(session: AsyncSession, parent_id: int) -> int:

@@ -128,6 +128,16 @@ class PackRequest(StepFields):
     children: list[str] = Field(default_factory=list, max_length=10_000)
 
 
+class CaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    parent: str = Field(min_length=1, max_length=300, description="the case or pallet code")
+    children: list[str] = Field(min_length=1, max_length=10_000)
+
+
+class PackCasesRequest(StepFields):
+    cases: list[CaseIn] = Field(min_length=1, max_length=500, description="containers and what goes into each")
+
+
 class DecommissionRequest(StepFields):
     codes: list[str] = Field(min_length=1, max_length=100_000)
     reason: str = Field(min_length=1, max_length=200)
@@ -143,6 +153,12 @@ class PackOut(StepOut):
     parent: str
     contents: int
     capacity: int
+
+
+class PackCasesOut(BaseModel):
+    count: int
+    replayed: bool = False
+    cases: list[PackOut]
 
 
 class CodeEventOut(BaseModel):

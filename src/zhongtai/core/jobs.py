@@ -136,6 +136,43 @@ async def enqueue(
     session.sync_session.info[_ENQUEUED_FLAG] = True
 
 
+async def enqueue_many(
+    session: AsyncSession,
+    topic: str,
+    jobs: list[tuple[dict[str, Any], str | None]],
+    *,
+    max_attempts: int = 8,
+) -> None:
+    """`enqueue` for several jobs of one topic in the session's tenant, (payload, dedupe key) each, with
+    one INSERT statement."""
+    if not jobs:
+        return
+    if topic not in HANDLERS:
+        raise ValueError(f"no handler registered for job topic {topic!r}")
+    scope = tenancy.current_scope(session)
+    if not isinstance(scope, uuid.UUID):
+        raise tenancy.UnscopedTenantQuery("enqueue_many needs a tenant-scoped session")
+    now = utcnow()
+    rows = [
+        {
+            "tenant_id": scope,
+            "topic": topic,
+            "payload": payload,
+            "dedupe_key": dedupe_key,
+            "status": "pending",
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "available_at": now,
+            "created_at": now,
+        }
+        for payload, dedupe_key in jobs
+    ]
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(OutboxJob).values(rows).on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])
+    await session.execute(statement)
+    session.sync_session.info[_ENQUEUED_FLAG] = True
+
+
 def backoff_seconds(attempt: int) -> float:
     """Exponential backoff with jitter: ~2s, 4s, 8s … capped at an hour."""
     base: float = min(MAX_BACKOFF_SECONDS, 2.0**attempt)

@@ -8,7 +8,6 @@ import uuid
 import pytest
 
 from zhongtai.lottery import rules
-from zhongtai.lottery.service import perfect_levels
 from zhongtai.trace import merkle
 
 # χ² critical value for 9 degrees of freedom at p = 0.001 (any statistics table: 27.877).
@@ -32,7 +31,11 @@ def test_entries_root_and_proofs_follow_rfc_9162(n: int) -> None:
 
 def test_stored_levels_are_the_perfect_subtrees() -> None:
     leaves = _leaves(5000)
-    nodes = perfect_levels(leaves, 10)
+    tree = rules.StreamingTree(keep_from_level=10)
+    for leaf in leaves:
+        tree.add(leaf)
+    assert tree.root() == merkle.root_of(leaves)
+    nodes = tree.kept
     assert sorted(nodes) == [(10, 0), (10, 1), (10, 2), (10, 3), (11, 0), (11, 1), (12, 0)]
     assert nodes[(11, 1)] == merkle.root_of(leaves[2048:4096])
     assert nodes[(12, 0)] == merkle.root_of(leaves[:4096])

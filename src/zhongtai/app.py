@@ -37,6 +37,7 @@ from zhongtai.core.settings import Settings
 from zhongtai.ledger import api as ledger_api
 from zhongtai.ledger import console as ledger_console
 from zhongtai.lottery import api as lottery_api
+from zhongtai.lottery import console as lottery_console
 from zhongtai.members import api as members_api
 from zhongtai.members import console as members_console
 from zhongtai.trace import console as trace_console
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(members_console.router)
     app.include_router(ledger_console.router)
     app.include_router(authenticity_console.router)
+    app.include_router(lottery_console.router)
     app.include_router(h5_router)
     app.include_router(report_pages.router)
     app.include_router(authenticity_h5.router)  # the Digital Link resolver at the root

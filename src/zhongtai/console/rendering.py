@@ -32,6 +32,7 @@ TEMPLATE_DIRS = [
     Path(__file__).parent.parent / "authenticity" / "templates",
     Path(__file__).parent.parent / "members" / "templates",
     Path(__file__).parent.parent / "ledger" / "templates",
+    Path(__file__).parent.parent / "lottery" / "templates",
 ]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)
 
@@ -71,6 +72,7 @@ NAV: list[NavItem] = [
     NavItem("/console/members/identities", "Verified members", "user", "members.read"),
     NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read"),
     NavItem("/console/authenticity/reports", "Counterfeit reports", "alert", "authenticity.reports.read"),
+    NavItem("/console/lottery", "Lotteries", "gift", "lottery.read"),
 ]
 
 ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}
@@ -123,6 +125,9 @@ ERROR_TEMPLATES: tuple[str, ...] = (
     "The company prefix {prefix} has no room for {count} more SSCCs.",
     "Positions run from 1 to {count}, first ≤ last.",
     "Not a GS1 Digital Link: {reason}",
+    "A store with code {code} already exists.",
+    "Unknown store: {store}.",
+    "Unknown product: {product}.",
 )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from zhongtai.core import audit, tenancy
 from zhongtai.core.consumers import get_active_tenant
+from zhongtai.core.errors import RateLimited
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import CurrentConsumer, DbSession, Origin, RuntimeDep, rate_limit, require
 from zhongtai.lottery import jobs as _jobs  # noqa: F401 - registers the winner and forfeit jobs
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/api/v1", tags=["lottery"])
 
 LotteryReader = Annotated[Principal, Depends(require(LOTTERY_READ))]
 LotteryWriter = Annotated[Principal, Depends(require(LOTTERY_WRITE))]
-EntryLimit = Depends(rate_limit("lottery-entry", limit=30, period=60.0, by="principal"))
+ENTRIES_PER_MINUTE = 30
 PublicLimit = Depends(rate_limit("lottery-public", limit=60, period=60.0))
 
 
@@ -205,7 +206,6 @@ async def consumer_stores(
 @router.post(
     "/consumer/lottery/sessions/{session_id}/entries",
     status_code=201,
-    dependencies=[EntryLimit],
     responses={200: {"description": "the same entry again (retry)"}},
 )
 async def enter(
@@ -217,6 +217,10 @@ async def enter(
     response: Response,
 ) -> dict[str, Any]:
     """Enter the session for one product at one store: once per product per session."""
+    # Per member, not per address: members behind one carrier NAT must not starve each other.
+    decision = await runtime.limiter.hit(f"rl:lottery-entry:{principal.id}", limit=ENTRIES_PER_MINUTE, period=60.0)
+    if not decision.allowed:
+        raise RateLimited(retry_after=decision.retry_after)
     entry, is_new = await service.do_enter(
         session,
         runtime.crypto,

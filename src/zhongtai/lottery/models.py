@@ -100,6 +100,7 @@ class LotteryEntry(TenantOwned, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "session_id", "product_id", "consumer_id"),
         Index("ix_lottery_entries_session_order", "session_id", "id"),
+        Index("ix_lottery_entries_identity", "session_id", "product_id", "identity_hash", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

@@ -69,35 +69,84 @@ class Winner:
     rank: int
 
 
+class WinnerPicker:
+    """Streams entries in any order and keeps, per (store, product) group with stock, only the few
+    lowest scores seen so far: memory grows with the stock, not with the entries."""
+
+    def __init__(self, seed: bytes, stock: Mapping[tuple[str, str], int]) -> None:
+        self.seed = seed
+        self.stock = {key: k for key, k in stock.items() if k > 0}
+        self.groups: dict[tuple[str, str], list[tuple[bytes, str]]] = defaultdict(list)
+
+    def add(self, entry_id: str, store_id: str, product_id: str, leaf_hash: bytes) -> None:
+        key = (store_id, product_id)
+        k = self.stock.get(key)
+        if k is None:
+            return
+        group = self.groups[key]
+        group.append((hmac.digest(self.seed, leaf_hash, "sha256"), entry_id))
+        if len(group) > 2 * k + 64:
+            group[:] = heapq.nsmallest(k, group)
+
+    def winners(self) -> list[Winner]:
+        """Ordered by store, product, rank."""
+        found: list[Winner] = []
+        for key in sorted(self.groups):
+            chosen = heapq.nsmallest(self.stock[key], self.groups[key])
+            found.extend(Winner(entry_id, key[0], key[1], rank) for rank, (_s, entry_id) in enumerate(chosen, 1))
+        return found
+
+
 def pick_winners(seed: bytes, entries: Iterable[DrawEntry], stock: Mapping[tuple[str, str], int]) -> list[Winner]:
     """Winners of every (store, product) group with stock; ordered by store, product, rank."""
-    groups: dict[tuple[str, str], list[tuple[bytes, str]]] = defaultdict(list)
+    picker = WinnerPicker(seed, stock)
     for entry in entries:
-        if entry.excluded:
-            continue
-        key = (entry.store_id, entry.product_id)
-        if stock.get(key, 0) > 0:
-            groups[key].append((score(seed, entry.leaf_hash), entry.entry_id))
-    winners: list[Winner] = []
-    for key in sorted(groups):
-        k = stock[key]
-        chosen = heapq.nsmallest(k, groups[key])
-        winners.extend(Winner(entry_id, key[0], key[1], rank) for rank, (_s, entry_id) in enumerate(chosen, 1))
-    return winners
+        if not entry.excluded:
+            picker.add(entry.entry_id, entry.store_id, entry.product_id, entry.leaf_hash)
+    return picker.winners()
 
 
-def entries_root(leaf_hashes: list[bytes]) -> bytes:
-    """RFC 9162 tree hash of the leaves, bottom-up (same value as `merkle.root_of`, linear time)."""
-    if not leaf_hashes:
-        return merkle.EMPTY_ROOT
-    level = leaf_hashes
-    # Building pairwise from the left gives the RFC 9162 tree: an odd last node is promoted as is.
-    while len(level) > 1:
-        nxt = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
+class StreamingTree:
+    """The RFC 9162 tree hash of leaves added one by one, in O(log n) memory: a stack of perfect
+    subtrees (the right edge of the tree). Perfect subtrees at levels ≥ `keep_from_level` are kept
+    in `kept` as {(level, index): hash}."""
+
+    def __init__(self, keep_from_level: int | None = None) -> None:
+        self.size = 0
+        self._stack: list[tuple[int, bytes]] = []
+        self._keep = keep_from_level
+        self.kept: dict[tuple[int, int], bytes] = {}
+
+    def add(self, leaf_hash: bytes) -> None:
+        level, node = 0, leaf_hash
+        index = self.size
+        stack = self._stack
+        while stack and stack[-1][0] == level:
+            node = hashlib.sha256(b"\x01" + stack.pop()[1] + node).digest()
+            level += 1
+            index >>= 1
+            if self._keep is not None and level >= self._keep:
+                self.kept[(level, index)] = node
+        if self._keep == 0 and level == 0:
+            self.kept[(0, index)] = node
+        stack.append((level, node))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return merkle.EMPTY_ROOT
+        result = self._stack[-1][1]
+        for _level, node in reversed(self._stack[:-1]):
+            result = merkle.node_hash(node, result)
+        return result
+
+
+def entries_root(leaf_hashes: Iterable[bytes]) -> bytes:
+    """RFC 9162 tree hash of the leaves (same value as `merkle.root_of`, linear time)."""
+    tree = StreamingTree()
+    for leaf_hash in leaf_hashes:
+        tree.add(leaf_hash)
+    return tree.root()
 
 
 def inclusion_proof(leaf_hashes: list[bytes], index: int) -> list[bytes]:

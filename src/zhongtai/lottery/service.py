@@ -7,14 +7,15 @@ chosen, server seed revealed). Close and draw are idempotent: a second call answ
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -306,73 +307,97 @@ class FrozenEntry:
         )
 
 
-async def frozen_entries(session: AsyncSession, session_id: uuid.UUID) -> AsyncIterator[list[FrozenEntry]]:
-    """The entry list in leaf order (by entry id), in batches."""
-    stream = await session.stream(
-        select(
-            LotteryEntry.id,
-            LotteryEntry.product_id,
-            LotteryEntry.store_id,
-            LotteryEntry.entrant,
-            LotteryEntry.excluded_reason,
-        )
-        .where(LotteryEntry.session_id == session_id)
-        .order_by(LotteryEntry.id)
-        .execution_options(yield_per=FETCH_BATCH)
-    )
+def _hyphenated(value: Any) -> str:
+    """A UUID column value as text: PostgreSQL gives UUIDs, SQLite 32 hex digits."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    text_value = str(value)
+    if len(text_value) == 32:
+        return f"{text_value[:8]}-{text_value[8:12]}-{text_value[12:16]}-{text_value[16:20]}-{text_value[20:]}"
+    return text_value
+
+
+async def entry_rows(
+    session: AsyncSession, lottery: LotterySession
+) -> AsyncIterator[list[tuple[str, str, str, str, str | None]]]:
+    """The frozen list in leaf order (by entry id) as text tuples (entry id, product id, store id,
+    entrant, excluded reason), in batches. Core SQL for speed over millions of rows: it filters by
+    tenant itself."""
+    dialect = session.get_bind().dialect.name
+    columns = "id, product_id, store_id, entrant, excluded_reason"
+    if dialect == "postgresql":
+        columns = "id::text, product_id::text, store_id::text, entrant, excluded_reason"
+    statement = text(
+        f"SELECT {columns} FROM lottery_entries WHERE tenant_id = :tenant AND session_id = :session ORDER BY id"  # noqa: S608 - fixed column list
+    ).bindparams(tenant=lottery.tenant_id, session=lottery.id)
+    stream = await session.stream(statement.execution_options(yield_per=FETCH_BATCH))
+    convert = dialect != "postgresql"
     async for partition in stream.partitions(FETCH_BATCH):
-        yield [FrozenEntry(*row) for row in partition]
+        if convert:
+            yield [(_hyphenated(a), _hyphenated(b), _hyphenated(c), d, e) for a, b, c, d, e in partition]
+        else:
+            yield [tuple(row) for row in partition]
+
+
+def leaf_of(row: tuple[str, str, str, str, str | None]) -> bytes:
+    return f"{rules.ALGORITHM}|{row[0]}|{row[1]}|{row[2]}|{row[3]}|{row[4] or ''}".encode()
 
 
 async def _mark_exclusions(session: AsyncSession, lottery: LotterySession) -> int:
     """Exclude every entry after the first of one identity for one product (an identity can move to
     another account during the window), then entries whose member is no longer verified or old
-    enough."""
+    enough. Set-based, so that it stays fast over millions of entries."""
+    entries = cast(Table, LotteryEntry.__table__)
+    identities = cast(Table, MemberIdentity.__table__)
+    in_session = (entries.c.tenant_id == lottery.tenant_id) & (entries.c.session_id == lottery.id)
+    if session.get_bind().dialect.name == "postgresql":
+        # The entries arrived in bulk since the planner last looked: without fresh statistics it may
+        # pick nested loops over millions of rows.
+        await session.execute(text("ANALYZE lottery_entries"))
+        await session.execute(text("ANALYZE member_identities"))
     today = members.today()
-    rows = await session.execute(
-        select(LotteryEntry.id, LotteryEntry.product_id, LotteryEntry.identity_hash, MemberIdentity.birth_date)
-        .outerjoin(MemberIdentity, MemberIdentity.consumer_id == LotteryEntry.consumer_id)
-        .where(LotteryEntry.session_id == lottery.id)
-        .order_by(LotteryEntry.id)
+    try:
+        cutoff = today.replace(year=today.year - lottery.minimum_age)
+    except ValueError:  # 29 February
+        cutoff = today.replace(year=today.year - lottery.minimum_age, day=28)
+    ranked = (
+        select(
+            entries.c.id,
+            func.row_number()
+            .over(partition_by=(entries.c.product_id, entries.c.identity_hash), order_by=entries.c.id)
+            .label("position"),
+        )
+        .where(in_session)
+        .subquery()
     )
-    seen: set[tuple[uuid.UUID, str]] = set()
-    reasons: dict[str, list[uuid.UUID]] = {reason: [] for reason in EXCLUSION_REASONS}
-    from zhongtai.members.rules import age_on
-
-    for entry_id, product_id, identity_hash, birth_date in rows.all():
-        # The identity recorded at entry counts: the same person through a second account is a
-        # duplicate even when the first account has lost its verification since.
-        if (product_id, identity_hash) in seen:
-            reasons[EXCLUDED_DUPLICATE_IDENTITY].append(entry_id)
-            continue
-        seen.add((product_id, identity_hash))
-        if birth_date is None:
-            reasons[EXCLUDED_NOT_VERIFIED].append(entry_id)
-        elif age_on(birth_date, today) < lottery.minimum_age:
-            reasons[EXCLUDED_UNDER_AGE].append(entry_id)
-    for reason, ids in reasons.items():
-        for start in range(0, len(ids), 1000):
-            await session.execute(
-                update(LotteryEntry)
-                .where(LotteryEntry.id.in_(ids[start : start + 1000]))
-                .values(excluded_reason=reason)
-                .execution_options(synchronize_session=False)
-            )
-    return sum(len(ids) for ids in reasons.values())
-
-
-def perfect_levels(leaf_hashes: list[bytes], from_level: int) -> dict[tuple[int, int], bytes]:
-    """Every perfect subtree hash at levels ≥ from_level."""
-    found: dict[tuple[int, int], bytes] = {}
-    level, current = 0, leaf_hashes
-    while len(current) >= 2 or (level >= from_level and current):
-        if level >= from_level:
-            found.update(((level, i), h) for i, h in enumerate(current))
-        if len(current) < 2:
-            break
-        current = [merkle.node_hash(current[i], current[i + 1]) for i in range(0, len(current) - 1, 2)]
-        level += 1
-    return found
+    duplicate = entries.c.id.in_(select(ranked.c.id).where(ranked.c.position > 1))
+    verified = (
+        select(identities.c.id)
+        .where(identities.c.tenant_id == entries.c.tenant_id, identities.c.consumer_id == entries.c.consumer_id)
+        .exists()
+    )
+    old_enough = (
+        select(identities.c.id)
+        .where(
+            identities.c.tenant_id == entries.c.tenant_id,
+            identities.c.consumer_id == entries.c.consumer_id,
+            identities.c.birth_date <= cutoff,
+        )
+        .exists()
+    )
+    excluded = 0
+    for reason, condition in (
+        (EXCLUDED_DUPLICATE_IDENTITY, duplicate),
+        (EXCLUDED_NOT_VERIFIED, ~verified),
+        (EXCLUDED_UNDER_AGE, ~old_enough),
+    ):
+        result = await session.execute(
+            update(entries)
+            .where(in_session, entries.c.excluded_reason.is_(None), condition)
+            .values(excluded_reason=reason)
+        )
+        excluded += int(result.rowcount)  # type: ignore[attr-defined]
+    return excluded
 
 
 async def do_close(session: AsyncSession, lottery: LotterySession) -> LotterySession:
@@ -393,22 +418,21 @@ async def do_close(session: AsyncSession, lottery: LotterySession) -> LotterySes
         await session.refresh(lottery)
         return lottery  # a parallel close did it
     excluded = await _mark_exclusions(session, lottery)
-    leaf_hashes: list[bytes] = []
-    async for batch in frozen_entries(session, lottery.id):
-        leaf_hashes.extend(merkle.leaf_hash(entry.leaf) for entry in batch)
-    nodes = perfect_levels(leaf_hashes, STORED_LEVEL)
-    if nodes:
-        await session.execute(
-            insert(LotteryTreeNode),
-            [
-                {"tenant_id": lottery.tenant_id, "session_id": lottery.id, "level": lvl, "node_index": i, "hash": h}
-                for (lvl, i), h in nodes.items()
-            ],
-        )
+    tree = rules.StreamingTree(keep_from_level=STORED_LEVEL)
+    async for batch in entry_rows(session, lottery):
+        for row in batch:
+            tree.add(hashlib.sha256(b"\x00" + leaf_of(row)).digest())
+    if tree.kept:
+        rows = [
+            {"tenant_id": lottery.tenant_id, "session_id": lottery.id, "level": lvl, "node_index": i, "hash": h}
+            for (lvl, i), h in tree.kept.items()
+        ]
+        for start in range(0, len(rows), 5000):
+            await session.execute(insert(LotteryTreeNode), rows[start : start + 5000])
     await session.refresh(lottery)
-    lottery.entries_count = len(leaf_hashes)
+    lottery.entries_count = tree.size
     lottery.excluded_count = excluded
-    lottery.entries_root = rules.entries_root(leaf_hashes).hex()
+    lottery.entries_root = tree.root().hex()
     await session.flush()
     return lottery
 
@@ -444,26 +468,20 @@ async def do_draw(
     server_seed = server_seed_of(crypto, lottery)
     seed = rules.draw_seed(server_seed, bytes.fromhex(lottery.entries_root), beacon)
     stock = {(str(s.store_id), str(s.product_id)): s.quantity for s in await stock_of(session, lottery.id)}
-    candidates: list[rules.DrawEntry] = []
-    async for batch in frozen_entries(session, lottery.id):
-        candidates.extend(
-            rules.DrawEntry(
-                str(e.entry_id),
-                str(e.product_id),
-                str(e.store_id),
-                merkle.leaf_hash(e.leaf),
-                e.excluded_reason is not None,
-            )
-            for e in batch
-        )
-    winners = rules.pick_winners(seed, candidates, stock)
-    del candidates
+    picker = rules.WinnerPicker(seed, stock)
+    sha256 = hashlib.sha256
+    async for batch in entry_rows(session, lottery):
+        for row in batch:
+            if row[4] is None:
+                picker.add(row[0], row[2], row[1], sha256(b"\x00" + leaf_of(row)).digest())
+    winners = picker.winners()
     now = utcnow()
     due = now + timedelta(hours=lottery.payment_hours)
     if winners:
         consumer_of = await _consumers_of(session, [uuid.UUID(w.entry_id) for w in winners])
+        # Core insert, tenant given explicitly: the ORM's bulk path costs more than the draw itself.
         await session.execute(
-            insert(LotteryWin),
+            insert(cast(Table, LotteryWin.__table__)),
             [
                 {
                     "id": uuid.uuid4(),
@@ -680,16 +698,10 @@ async def draw_data(session: AsyncSession, lottery: LotterySession) -> dict[str,
     data["entries_root"] = lottery.entries_root
     data["entries"] = []
     if lottery.status in (SESSION_CLOSED, SESSION_DRAWN):
-        async for batch in frozen_entries(session, lottery.id):
+        async for batch in entry_rows(session, lottery):
             data["entries"].extend(
-                {
-                    "entry_id": str(e.entry_id),
-                    "product_id": str(e.product_id),
-                    "store_id": str(e.store_id),
-                    "entrant": e.entrant,
-                    "excluded_reason": e.excluded_reason,
-                }
-                for e in batch
+                {"entry_id": a, "product_id": b, "store_id": c, "entrant": d, "excluded_reason": e}
+                for a, b, c, d, e in batch
             )
     data["beacon"] = lottery.beacon
     data["server_seed"] = lottery.server_seed

@@ -189,3 +189,20 @@ async def test_partner_accounts_refusals(client: httpx.AsyncClient, runtime: Run
     assert (wrong_kind.status_code, wrong_kind.json()["error"]) == (404, "dealer_not_found")
     listed = (await client.get(f"{API}/partners", params={"store_id": ids["store1"]["id"]}, headers=headers)).json()
     assert sorted(p["role"] for p in listed["items"]) == ["guide", "store"]
+
+
+async def test_partner_h5_pages(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    brand = await make_brand(runtime)
+    client.cookies.set("zt_lang", "zh-CN")
+    page = await client.get(f"/h5/{brand.tenant.slug}/partner", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert "经销商、门店和导购登录" in page.text
+    assert 'data-tenant="' + brand.tenant.slug + '"' in page.text
+    assert "/static/h5-partner.js" in page.text
+    me = await client.get(f"/h5/{brand.tenant.slug}/partner/me", headers={"accept": "text/html"})
+    assert me.status_code == 200
+    assert 'id="partner-me"' in me.text
+    assert (await client.get("/h5/no-such-brand/partner", headers={"accept": "text/html"})).status_code == 404
+    script = await client.get("/static/h5-partner.js")
+    assert script.status_code == 200
+    assert "/partner/sessions" in script.text

@@ -16,6 +16,8 @@ import jinja2
 import pytest
 
 from zhongtai import domains
+from zhongtai.channel import console as channel_console
+from zhongtai.channel import h5_pages as channel_h5
 from zhongtai.console import admin_pages, ops_pages, rendering
 from zhongtai.core import errors as core_errors
 from zhongtai.core.permissions import PERMISSIONS
@@ -93,6 +95,11 @@ def all_source_strings() -> dict[str, set[str]]:
         "service errors": _service_messages() | _default_messages(),
         "password problems": {"Use a less repetitive password.", "This password is too common."},
         "consumer sign-in": set(h5_pages.CONSUMER_MESSAGES) | set(h5_pages.CONSUMER_ERROR_CODES.values()),
+        "partner sign-in": set(channel_h5.PARTNER_MESSAGES)
+        | set(channel_h5.PARTNER_ERROR_CODES.values())
+        | set(channel_h5.ROLE_WORDS.values())
+        | set(channel_console.ROLE_LABELS.values())
+        | set(channel_console.STATUS_LABELS.values()),
         "trace steps": set(trace_steps.BIZ_STEP_WORDS.values()) | set(trace_steps.ACTION_WORDS.values()),
     }
 

@@ -72,6 +72,8 @@ PUBLIC_ROUTES = {
     "/api/v1/public/{tenant_slug}/otp": "a brand's public consumer sign-in",
     "/api/v1/public/{tenant_slug}/sessions": "a brand's public consumer sign-in",
     "/api/v1/channel/public/{tenant_slug}/partner/otp": "a brand's public partner sign-in",
+    "/h5/{tenant_slug}/partner": "a brand's public partner sign-in page",
+    "/h5/{tenant_slug}/partner/me": "the partner page shell; its data needs the partner's token",
     "/api/v1/channel/public/{tenant_slug}/partner/sessions": "a brand's public partner sign-in",
     # Public by design: consumers and auditors verify without an account; proofs reveal only hashes.
     "/epcis/log/{tenant_slug}/checkpoint": "a brand's signed tree head (public by design: only hashes)",

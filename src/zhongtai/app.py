@@ -24,6 +24,7 @@ from zhongtai.catalog import api as catalog_api
 from zhongtai.catalog import console as catalog_console
 from zhongtai.channel import api as channel_api
 from zhongtai.channel import console as channel_console
+from zhongtai.channel import h5_pages as channel_h5
 from zhongtai.codes import api as codes_api
 from zhongtai.codes import console as codes_console
 from zhongtai.codes import generation as _codes_jobs  # noqa: F401 - registers the generation job
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(console_router)
     app.include_router(catalog_console.router)
     app.include_router(channel_console.router)
+    app.include_router(channel_h5.router)
     app.include_router(codes_console.router)
     app.include_router(trace_console.router)
     app.include_router(members_console.router)

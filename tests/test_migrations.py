@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from alembic import command
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from zhongtai.core import migrate
 from zhongtai.core.db import create_engine
@@ -32,4 +33,39 @@ def test_downgrade_to_base_and_back(settings: Settings) -> None:
     assert asyncio.run(_tables(settings)) <= {"alembic_version"}
     command.upgrade(config, "head")
     assert set(Base.metadata.tables) <= asyncio.run(_tables(settings))
+    migrate.check(settings)
+
+
+async def _run(settings: Settings, statement: str, **params: object) -> list[tuple[object, ...]]:
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(statement), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+def test_random_serials_keep_an_index_when_serials_become_encrypted_ids(settings: Settings) -> None:
+    config = migrate.alembic_config(settings)
+    command.downgrade(config, "5e7a0c3d9b21-1")
+    tenant = uuid.uuid4()
+    tenant_value: object = tenant.hex if settings.is_sqlite else tenant
+    for code_id, serial, level in ((7, "QZ3RANDOMLEGACY7", 1), (8, "106141411234567897", 2)):
+        asyncio.run(
+            _run(
+                settings,
+                "INSERT INTO codes (id, tenant_id, serial, level, state) VALUES (:id, :tenant, :serial, :level, 1)",
+                id=code_id,
+                tenant=tenant_value,
+                serial=serial,
+                level=level,
+            )
+        )
+    command.upgrade(config, "head")
+    assert asyncio.run(_run(settings, "SELECT serial, code_id FROM code_legacy_serials")) == [("QZ3RANDOMLEGACY7", 7)]
+    assert asyncio.run(_run(settings, "SELECT id, serial, level FROM codes ORDER BY id")) == [
+        (7, "QZ3RANDOMLEGACY7", 1),
+        (8, "106141411234567897", 2),
+    ]
     migrate.check(settings)

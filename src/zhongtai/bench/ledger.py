@@ -5,6 +5,9 @@ Posting: a brand with 10 funded fee pools (floor 0) and 1,000 consumer wallets; 
 as a scan request would post it. Three runs per tier: one at a time, 8 concurrent over spread
 accounts, and 8 concurrent all drawing from ONE pool (the contended balance row of a hot campaign).
 
+Baseline of the same run: a bare unit of work (BEGIN, SELECT 1, COMMIT), one at a time, so that the
+posting cost reads as a multiple of the tier's transaction cost on a shared machine.
+
 Recomputation (PostgreSQL): a journal of N reward entries (default 10,000,000: 20,000,000 lines) over
 100 pools and 10,000 wallets, plus one funding entry per pool, is generated inside the database
 (INSERT … SELECT over generate_series, 1M entries per statement, triggers off for the load), balances
@@ -156,6 +159,15 @@ async def _measure_posting(settings: Settings, posts: int) -> dict[str, Any]:
         spread = [(pools[i % len(pools)], wallets[(i * 7) % len(wallets)]) for i in range(posts)]
         hot = [(pools[0], wallets[(i * 7) % len(wallets)]) for i in range(posts)]
         figures: dict[str, Any] = {}
+        # The baseline of the same run: a bare unit of work with one SELECT (begin, round trip, commit).
+        bare: list[float] = []
+        for _ in range(max(50, posts // 4)):
+            start = time.perf_counter()
+            async with db.unit_of_work(tenant_id=tenant_id) as session:
+                await session.execute(text("SELECT 1"))
+            bare.append(time.perf_counter() - start)
+        figures["baseline_transactions_per_s"] = round(len(bare) / sum(bare), 1)
+        figures["baseline_p50_ms"] = round(statistics.median(bare) * 1000, 2)
         for name, pairs, concurrency in (
             ("sequential", spread, 1),
             (f"concurrent{CONCURRENCY}", spread, CONCURRENCY),

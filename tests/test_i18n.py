@@ -24,6 +24,8 @@ from zhongtai.core.permissions import PERMISSIONS
 from zhongtai.core.permissions import ROLE_LABELS as CORE_ROLE_LABELS
 from zhongtai.h5 import pages as h5_pages
 from zhongtai.i18n import catalog, translate
+from zhongtai.lottery import console as lottery_console
+from zhongtai.lottery import h5 as lottery_h5
 from zhongtai.trace import steps as trace_steps
 
 domains.load_all()  # every module's permissions and navigation entries
@@ -101,6 +103,9 @@ def all_source_strings() -> dict[str, set[str]]:
         | set(channel_console.ROLE_LABELS.values())
         | set(channel_console.STATUS_LABELS.values()),
         "trace steps": set(trace_steps.BIZ_STEP_WORDS.values()) | set(trace_steps.ACTION_WORDS.values()),
+        "lottery h5": set(lottery_h5.LOTTERY_ERROR_MESSAGES.values())
+        | set(lottery_h5.RESULT_LABELS.values())
+        | set(lottery_console.STATUS_LABELS.values()),
     }
 
 

@@ -118,3 +118,14 @@ async def test_viewer_reads_but_cannot_change(runtime: Runtime, client: httpx.As
     assert 'id="session-form"' not in listing.text
     refused = await client.post("/console/lottery/stores", data={"code": "X", "csrf_token": csrf}, headers=HTML)
     assert refused.status_code == 403
+
+
+async def test_member_page_renders_in_both_languages(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    brand = await make_brand(runtime)
+    page = await client.get(f"/h5/{brand.tenant.slug}/lottery", headers=HTML)
+    assert page.status_code == 200
+    assert "/static/h5-lottery.js" in page.text
+    assert "每位实名会员" in page.text
+    english = await client.get(f"/h5/{brand.tenant.slug}/lottery", headers={**HTML, "accept-language": "en"})
+    assert "Every verified member has the same chance" in english.text
+    assert (await client.get("/h5/no-such-brand/lottery", headers=HTML)).status_code == 404

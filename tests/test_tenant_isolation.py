@@ -83,6 +83,7 @@ PUBLIC_ROUTES = {
     "/epcis/log/{tenant_slug}/proof/consistency": "a Merkle consistency proof (public by design: only hashes)",
     "/epcis/log/{tenant_slug}/verify-demo": "a static page running the public verifier script",
     "/h5/{tenant_slug}/trace-data": "a code's history for the consumer page (public by design, no operators)",
+    "/h5/{tenant_slug}/lottery": "a brand's public reservations page (data comes from the member's API calls)",
     "/api/v1/public/{tenant_slug}/lottery/{session_id}/commitment": "a lottery's commitment (public by design)",
     "/api/v1/public/{tenant_slug}/lottery/{session_id}/draw": "a lottery's draw data (public by design, pseudonymous)",
     # The consumer's scan: the Digital Link resolver and the PIN check answer anyone holding the code.

@@ -39,6 +39,7 @@ from zhongtai.ledger import api as ledger_api
 from zhongtai.ledger import console as ledger_console
 from zhongtai.lottery import api as lottery_api
 from zhongtai.lottery import console as lottery_console
+from zhongtai.lottery import h5 as lottery_h5
 from zhongtai.members import api as members_api
 from zhongtai.members import console as members_console
 from zhongtai.trace import console as trace_console
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(authenticity_console.router)
     app.include_router(lottery_console.router)
     app.include_router(h5_router)
+    app.include_router(lottery_h5.router)
     app.include_router(report_pages.router)
     app.include_router(authenticity_h5.router)  # the Digital Link resolver at the root
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")

@@ -209,6 +209,7 @@ def test_every_string_is_translated() -> None:
         _literal_messages(PACKAGE / "reports.py")
         | _literal_messages(PACKAGE / "photos.py")
         | _literal_messages(PACKAGE / "reports_api.py")
+        | _literal_messages(PACKAGE / "triage.py")
         | {
             cls.default_message
             for module in (photos, reports_api)
@@ -219,6 +220,11 @@ def test_every_string_is_translated() -> None:
         | set(console.ACTION_LABELS.values())
         | {console.REOPEN_LABEL}
         | set(console.CODE_STATUS_LABELS.values())
+        | set(console.ALERT_STATUS_LABELS.values())
+        | set(console.ALERT_ACTION_LABELS.values())
+        | set(console.KIND_LABELS.values())
+        | set(console.VERDICT_LABELS.values())
+        | set(console.REASON_LABELS.values())
         | {label for action, label in AUDIT_ACTION_LABELS.items() if action.startswith("authenticity.")}
         | {item.label for item in NAV if item.href.startswith("/console/authenticity")}
     )

@@ -283,6 +283,7 @@ FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/channel/stores/{store_id}/guides": {"name": "hijacked", "phone": "13900009999"},
     "/console/channel/guides/{guide_id}": {"name": "hijacked", "phone": "13900001234", "store_code": "VICTIM-STORE"},
     "/console/channel/partners/{partner_id}": {"action": "disable"},
+    "/console/authenticity/alerts/{alert_id}/status": {"status": "investigating", "expected": "open"},
 }
 
 PARAM_RE = re.compile(r"{([^}:]+)(?::[^}]+)?}")

@@ -16,13 +16,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from zhongtai.authenticity import models as m
-from zhongtai.authenticity import resolver, service, verification
+from zhongtai.authenticity import resolver, service, triage, verification
 from zhongtai.authenticity.permissions import AUTHENTICITY_MANAGE, AUTHENTICITY_READ
 from zhongtai.authenticity.resolver import Resolved
 from zhongtai.console.rendering import request_locale
 from zhongtai.core.errors import RateLimited
 from zhongtai.core.principals import Principal
-from zhongtai.core.web import DbSession, PageDep, RuntimeDep, client_ip, get_runtime, require
+from zhongtai.core.web import DbSession, Origin, PageDep, RuntimeDep, client_ip, get_runtime, require
 from zhongtai.i18n import translate
 
 router = APIRouter(prefix="/api/v1/authenticity", tags=["authenticity"])
@@ -362,8 +362,11 @@ async def clone_alerts(
 
 @router.post("/clone-alerts/{alert_id}", response_model=AlertOut)
 async def set_clone_alert_status(
-    alert_id: uuid.UUID, body: AlertStatusIn, session: DbSession, actor: Manager
+    alert_id: uuid.UUID, body: AlertStatusIn, session: DbSession, actor: Manager, origin: Origin
 ) -> AlertOut:
-    """Move an alert along: investigating, confirmed (a clone) or dismissed."""
-    alert = await service.do_set_alert_status(session, alert_id, body.status, by=actor.label, note=body.note)
+    """Move an alert along: investigating, confirmed (a clone) or dismissed; a closed alert can be
+    reopened (investigating). Confirming, dismissing and reopening need a note; audited."""
+    alert = await triage.do_triage_alert(
+        session, actor, alert_id, status=body.status, note=body.note or "", origin=origin
+    )
     return AlertOut.model_validate(alert, from_attributes=True)

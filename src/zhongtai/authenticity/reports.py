@@ -552,6 +552,16 @@ async def do_change_status(
     return report
 
 
+async def reports_of_code(session: AsyncSession, code_id: int) -> list[CounterfeitReport]:
+    rows = await session.scalars(
+        select(CounterfeitReport)
+        .where(CounterfeitReport.code_id == code_id)
+        .order_by(CounterfeitReport.created_at.desc())
+        .limit(50)
+    )
+    return list(rows)
+
+
 async def report_history(session: AsyncSession, report_id: uuid.UUID) -> list[AuditEvent]:
     rows = await session.scalars(
         select(AuditEvent)

@@ -73,6 +73,9 @@ NAV: list[NavItem] = [
     NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read"),
     NavItem("/console/authenticity/reports", "Counterfeit reports", "alert", "authenticity.reports.read"),
     NavItem("/console/lottery", "Lotteries", "gift", "lottery.read"),
+    NavItem("/console/authenticity/alerts", "Clone alerts", "alert", "authenticity.read"),
+    NavItem("/console/authenticity/stats", "Scan statistics", "chart", "authenticity.read"),
+    NavItem("/console/authenticity/scans", "Scan history", "search", "authenticity.read"),
 ]
 
 ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}

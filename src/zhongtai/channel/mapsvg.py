@@ -18,6 +18,7 @@ WIDTH, HEIGHT, PADDING = 960, 600, 24
 PALETTE = ("#2563eb", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#dc2626", "#4b5563")
 # Mainland China, for an empty map.
 DEFAULT_BOUNDS = (73.5, 18.0, 135.0, 53.6)
+LABEL_LIMIT = 60  # above this, names would overlap: the dots keep their names as tooltips
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,10 @@ def render_map(stores: Sequence[MapStore], territories: Sequence[MapTerritory], 
             f' stroke-width="2" data-store="{escape(store.code)}">'
             f"<title>{escape(store.code)} {escape(store.name)} · {escape(store.dealer_code)}</title></circle>"
         )
+        if len(stores) <= LABEL_LIMIT:
+            parts.append(
+                f'<text x="{x + 8:.1f}" y="{y + 4:.1f}" font-size="12" fill="#0f172a">{escape(store.name)}</text>'
+            )
     parts.append(_scale_bar(project))
     parts.append("</svg>")
     return "".join(parts)

@@ -324,21 +324,6 @@ async def post(
     """
     tenant_id = _tenant(session)
     _check_shape(draft)
-    existing = await entry_by_key(session, draft.idempotency_key)
-    if existing is not None:
-        return await _replay(session, existing, draft)
-
-    ids = {line.account_id for line in draft.lines}
-    accounts = {a.id: a for a in await session.scalars(select(LedgerAccount).where(LedgerAccount.id.in_(ids)))}
-    missing = sorted(str(i) for i in ids - accounts.keys())
-    if missing:
-        raise InvalidEntry("Unknown ledger account.", field="lines", account_ids=missing)
-    currencies = {a.currency for a in accounts.values()}
-    if len(currencies) != 1:
-        raise InvalidEntry(
-            "All lines of an entry must be in one currency.", field="lines", currencies=sorted(currencies)
-        )
-
     deltas: dict[uuid.UUID, int] = defaultdict(int)
     for line in draft.lines:
         deltas[line.account_id] += line.amount
@@ -356,25 +341,34 @@ async def post(
         posted_at=now,
     )
     balances = _BALANCES
+    # Round trips are the cost of a post, so the common case takes as few as it can: the entry's insert
+    # claims the idempotency key (a replay fails it and returns the first entry), and each guarded
+    # UPDATE returns its account's currency (an unknown or foreign account updates nothing). The
+    # failure paths then look up what went wrong, after the savepoint has undone everything.
     try:
         async with session.begin_nested():
             session.add(entry)
             await session.flush()
+            currencies: set[str] = set()
             for account_id in sorted(deltas):  # one order everywhere: no deadlock between two posts
                 delta = deltas[account_id]
-                if delta == 0:
-                    continue
-                result = await session.execute(
-                    update(balances)
-                    .where(
-                        balances.c.account_id == account_id,
-                        balances.c.tenant_id == tenant_id,
-                        or_(balances.c.floor.is_(None), balances.c.balance + delta >= balances.c.floor),
+                row = (
+                    await session.execute(
+                        update(balances)
+                        .where(
+                            balances.c.account_id == account_id,
+                            balances.c.tenant_id == tenant_id,
+                            or_(balances.c.floor.is_(None), balances.c.balance + delta >= balances.c.floor),
+                        )
+                        .values(balance=balances.c.balance + delta, updated_at=now)
+                        .returning(balances.c.currency)
                     )
-                    .values(balance=balances.c.balance + delta, updated_at=now)
-                )
-                if result.rowcount != 1:  # type: ignore[attr-defined]
+                ).first()
+                if row is None:
                     raise _Refused(account_id, delta)
+                currencies.add(row[0])
+            if len(currencies) != 1:
+                raise _MixedCurrencies(sorted(currencies))
             await session.execute(
                 insert(_LINES),
                 [
@@ -382,7 +376,16 @@ async def post(
                     for line in draft.lines
                 ],
             )
+    except _MixedCurrencies as mixed:
+        raise InvalidEntry(
+            "All lines of an entry must be in one currency.", field="lines", currencies=mixed.currencies
+        ) from None
     except _Refused as refused:
+        ids = set(deltas)
+        accounts = {a.id: a for a in await session.scalars(select(LedgerAccount).where(LedgerAccount.id.in_(ids)))}
+        missing = sorted(str(i) for i in ids - accounts.keys())
+        if missing:
+            raise InvalidEntry("Unknown ledger account.", field="lines", account_ids=missing) from None
         account = accounts[refused.account_id]
         balance = await balance_of(session, account.id)
         raise InsufficientFunds(
@@ -402,6 +405,12 @@ async def post(
             raise
         return await _replay(session, won, draft)
     return Posted(entry, list(draft.lines), created=True)
+
+
+class _MixedCurrencies(Exception):  # an internal signal, turned into InvalidEntry
+    def __init__(self, currencies: list[str]) -> None:
+        super().__init__(", ".join(currencies))
+        self.currencies = currencies
 
 
 class _Refused(Exception):  # an internal signal, turned into InsufficientFunds

@@ -179,7 +179,8 @@ async def do_check_pin(
     assert resolved.batch.pin_key_version is not None
     key = await pin_key(session, runtime.crypto, resolved.ref.tenant_id, resolved.batch.pin_key_version)
     if code_rules.check_pin(key, resolved.ref.serial, value):
-        await limiter.reset(code_key)
+        if by_code.remaining < code_limit - 1:  # earlier wrong attempts to forgive (else no round trip)
+            await limiter.reset(code_key)
         outcome = await service.do_record_verification(session, resolved.ref, ctx, thresholds)
         return Answer(outcome.verdict, outcome.reason, outcome)
     await asyncio.gather(

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -166,8 +167,12 @@ class _Budget:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection sending requests back to back; answers must carry Content-Length."""
 
-    def __init__(self, request: bytes, budget: _Budget, latencies: list[int], done: asyncio.Future[None]) -> None:
-        self.request = request
+    def __init__(
+        self, request: bytes | Sequence[bytes], budget: _Budget, latencies: list[int], done: asyncio.Future[None]
+    ) -> None:
+        # One request sent again and again, or several sent in turn (e.g. one per code).
+        self.rotation = [request] if isinstance(request, bytes) else list(request)
+        self.turn = 0
         self.budget = budget
         self.latencies = latencies
         self.done = done
@@ -188,7 +193,8 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
             return
         self.sent_at = time.perf_counter_ns()
-        self.transport.write(self.request)
+        self.transport.write(self.rotation[self.turn % len(self.rotation)])
+        self.turn += 1
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -229,6 +235,41 @@ class _Connection(asyncio.Protocol):
 
 def _same(protocol: _Connection) -> _Connection:
     return protocol
+
+
+def http_request(method: str, path: str, port: int, headers: dict[str, str], body: bytes = b"") -> bytes:
+    """One HTTP/1.1 keep-alive request as bytes, for `run_requests`."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {LOOPBACK}:{port}", "User-Agent: zhongtai-bench"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def run_requests(
+    requests: Sequence[bytes], *, port: int, connections: int, seconds: float, max_requests: int = DEFAULT_MAX_REQUESTS
+) -> LoadResult:
+    """Like `run_python`, but each connection sends the given requests in turn (from its own offset)."""
+    loop = asyncio.get_running_loop()
+    latencies: list[int] = []
+    budget = _Budget(seconds, max_requests)
+    started = time.perf_counter()
+    protocols: list[_Connection] = []
+    step = max(1, len(requests) // max(1, connections))
+    for index in range(connections):
+        done: asyncio.Future[None] = loop.create_future()
+        offset = (index * step) % len(requests)
+        protocol = _Connection([*requests[offset:], *requests[:offset]], budget, latencies, done)
+        await loop.create_connection(functools.partial(_same, protocol), LOOPBACK, port)
+        protocols.append(protocol)
+    await asyncio.gather(*(protocol.done for protocol in protocols))
+    elapsed = time.perf_counter() - started
+    return LoadResult(
+        requests=sum(p.requests for p in protocols),
+        failed=sum(p.failed for p in protocols),
+        elapsed_s=elapsed,
+        latencies_ns=latencies,
+    )
 
 
 async def run_python(

@@ -73,6 +73,7 @@ async def test_page_json_and_view_counts(client: httpx.AsyncClient, runtime: Run
     assert 'id="pin-form"' in page.text
     assert f'data-url="/h5/{s.line.brand.tenant.slug}/trace-data?code=' in page.text
     assert "zt_cid" in page.headers.get("set-cookie", "")
+    assert f'href="/h5/{s.line.brand.tenant.slug}/report?code=' in page.text  # report a suspected fake
     assert len(page.content) < 12_000  # small HTML for a weak phone
     data = (await client.get(s.path(serial), headers=JSON)).json()
     assert data["code"] == {

@@ -507,3 +507,9 @@ async def partner_set_password(body: PartnerPassword, principal: CurrentPartner,
 async def partner_sign_out(principal: CurrentPartner, session: DbSession) -> Response:
     await partners.do_sign_out_partner(session, principal)
     return Response(status_code=204)
+
+
+# Scans, inventory and diversion (their own module, on this router).
+from zhongtai.channel.scan_api import router as _scan_router  # noqa: E402
+
+router.include_router(_scan_router)

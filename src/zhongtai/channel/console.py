@@ -815,3 +815,9 @@ async def map_page(request: Request, session: DbSession, principal: ChannelReade
             "region_label": places.region_label,
         },
     )
+
+
+# Diversion alerts and the per-dealer report (their own module, on this router).
+from zhongtai.channel.scan_console import router as _scan_console_router  # noqa: E402
+
+router.include_router(_scan_console_router)

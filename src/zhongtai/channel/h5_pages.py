@@ -62,3 +62,69 @@ async def partner_me_page(request: Request, tenant_slug: str, session: DbSession
     return render(
         request, "channel/h5_partner_me.html", {"tenant": tenant, "messages": _messages(request_locale(request))}
     )
+
+
+# The scanning app: choose a step, scan with the camera or type, see each answer and the stock.
+SCAN_WORDS: tuple[str, ...] = (
+    "Receive from the brand",
+    "Ship to a store",
+    "Receive goods",
+    "Open a case",
+    "Record a sale",
+    "Recorded",
+    "Refused",
+    "Already recorded",
+    "{count} items",
+    "Reward",
+    "Choose the store you ship to.",
+    "Scan or type a code.",
+    "The camera is not available; type the code instead.",
+    "This browser cannot read codes from the camera; type the code instead.",
+    "Sending…",
+    "Too many requests. Wait a moment and try again.",
+    "The network is not available. Try again.",
+    "Your session has ended; sign in again.",
+)
+REFUSAL_REASONS: dict[str, str] = {
+    "unknown": "No such code.",
+    "foreign": "This code belongs to another brand.",
+    "unreadable": "This is not a code of this brand.",
+    "not_commissioned": "This code was never put into circulation.",
+    "voided": "This code is voided.",
+    "decommissioned": "This code is decommissioned.",
+    "in_channel": "This item was already received into the channel.",
+    "not_received": "Receive this item first.",
+    "not_yours": "This item is held by another dealer.",
+    "already_shipped": "This item was already shipped to another store.",
+    "not_in_channel": "No dealer has received this item yet.",
+    "not_shipped_to_you": "This item was not shipped to your store; its dealer still holds it.",
+    "shipped_elsewhere": "This item was shipped to another store.",
+    "at_another_store": "This item was received by another store.",
+    "not_at_your_store": "This item is not in your store.",
+    "sold": "This item is already sold.",
+    "not_a_case": "This is not a case; open a case.",
+    "opened_elsewhere": "This case was opened at another store.",
+    "empty": "This case or pallet holds no items.",
+    "listed_twice": "This code is inside another code of the same scan.",
+    "scan_not_allowed": "Your account cannot record this step.",
+}
+
+
+def _scan_messages(locale: str) -> dict[str, dict[str, str]]:
+    return {
+        **_messages(locale),
+        "words": {word: translate(locale, word) for word in SCAN_WORDS},
+        "reasons": {code: translate(locale, text) for code, text in REFUSAL_REASONS.items()},
+    }
+
+
+@router.get("/{tenant_slug}/partner/scan")
+async def partner_scan_page(request: Request, tenant_slug: str, session: DbSession) -> Response:
+    """The page is public; it scans through `POST /api/v1/channel/partner/scans` with the partner's token."""
+    tenancy.scope_all_tenants(session)
+    tenant = await consumers.get_active_tenant(session, tenant_slug)
+    return render(
+        request,
+        "channel/h5_partner_scan.html",
+        {"tenant": tenant, "messages": _scan_messages(request_locale(request))},
+    )

@@ -38,13 +38,24 @@ class MapTerritory:
     polygons: list[Polygon]
 
 
+@dataclass(frozen=True)
+class MapMark:
+    """A place to point at (where diverted goods were seen): an orange cross with a label."""
+
+    label: str
+    latitude: float
+    longitude: float
+
+
 def dealer_colors(codes: Sequence[str]) -> dict[str, str]:
     return {code: PALETTE[i % len(PALETTE)] for i, code in enumerate(sorted(set(codes)))}
 
 
-def _bounds(stores: Sequence[MapStore], territories: Sequence[MapTerritory]) -> tuple[float, float, float, float]:
-    lons = [s.longitude for s in stores]
-    lats = [s.latitude for s in stores]
+def _bounds(
+    stores: Sequence[MapStore], territories: Sequence[MapTerritory], marks: Sequence[MapMark] = ()
+) -> tuple[float, float, float, float]:
+    lons = [s.longitude for s in stores] + [m.longitude for m in marks]
+    lats = [s.latitude for s in stores] + [m.latitude for m in marks]
     for territory in territories:
         for polygon in territory.polygons:
             for lon, lat in polygon[0]:
@@ -74,8 +85,10 @@ class Projection:
         return PADDING + (lon * self.k - self.x0) * self.scale, PADDING + (self.y0 - lat) * self.scale
 
 
-def render_map(stores: Sequence[MapStore], territories: Sequence[MapTerritory], *, title: str) -> str:
-    project = Projection(_bounds(stores, territories))
+def render_map(
+    stores: Sequence[MapStore], territories: Sequence[MapTerritory], *, title: str, marks: Sequence[MapMark] = ()
+) -> str:
+    project = Projection(_bounds(stores, territories, marks))
     colors = dealer_colors([t.dealer_code for t in territories] + [s.dealer_code for s in stores])
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="channel-map" role="img">',
@@ -106,6 +119,15 @@ def render_map(stores: Sequence[MapStore], territories: Sequence[MapTerritory], 
             parts.append(
                 f'<text x="{x + 8:.1f}" y="{y + 4:.1f}" font-size="12" fill="#0f172a">{escape(store.name)}</text>'
             )
+    for mark in marks:
+        x, y = project(mark.longitude, mark.latitude)
+        parts.append(
+            f'<g class="mark" data-mark="{escape(mark.label)}" stroke="#ea580c" stroke-width="3">'
+            f'<path d="M{x - 7:.1f},{y - 7:.1f} L{x + 7:.1f},{y + 7:.1f} '
+            f'M{x - 7:.1f},{y + 7:.1f} L{x + 7:.1f},{y - 7:.1f}"/>'
+            f'<text x="{x + 10:.1f}" y="{y - 8:.1f}" font-size="13" font-weight="bold" fill="#9a3412" stroke="none">'
+            f"{escape(mark.label)}</text><title>{escape(mark.label)}</title></g>"
+        )
     parts.append(_scale_bar(project))
     parts.append("</svg>")
     return "".join(parts)

@@ -1,0 +1,1 @@
+"""Rewards: rules, fee pools, exactly-once grants per code and party, risk holds, withdrawals and payouts."""

@@ -1,0 +1,77 @@
+"""Rewards on phones: a consumer verifies a bottle (the real PIN check publishes consumer_open), the
+scan page shows the red packet, the consumer signs in and claims it into their wallet; the partner's
+wallet page; both tiers."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.factories import bearer, system_actor
+from tests.ledger_factories import assert_books_balance
+from tests.rewards_factories import balance, make_pool, make_rule
+from tests.test_authenticity_scan import HTML, SHANGHAI, scene, settle, verify
+from tests.test_core_consumers import _request_code, _sent_codes
+from zhongtai.core.runtime import Runtime
+from zhongtai.rewards import service
+
+
+async def test_the_scan_page_shows_the_red_packet_and_the_consumer_claims_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    s = await scene(client, runtime)
+    brand = s.line.brand
+    pool = await make_pool(runtime, brand.id, funded=10_000)
+    await make_rule(runtime, brand.id, pool, role="consumer", amount_fen=188)
+    serial, other = s.items[0], s.items[1]
+    page = await client.get(s.path(serial), headers=HTML)  # sets the browser's zt_cid cookie
+    assert 'id="red-packet"' not in page.text  # nothing granted yet: no panel
+    verified = await verify(client, s.path(serial), s.pins[serial], **SHANGHAI)
+    assert verified.json()["verdict"] == "genuine"
+    await settle(runtime)
+    page = await client.get(s.path(serial), headers=HTML)
+    assert 'id="red-packet"' in page.text
+    assert "恭喜" in page.text or "1.88" in page.text
+    assert f'href="/h5/{brand.tenant.slug}/login"' in page.text  # not signed in: sign in to keep it
+    english = await client.get(s.path(serial) + "?lang=en", headers=HTML)
+    assert "You received a red packet of 1.88 yuan." in english.text
+    assert 'id="red-packet"' not in (await client.get(s.path(other), headers=HTML)).text
+
+    # the consumer signs in on this phone and claims what the device received
+    assert (await _request_code(client, brand)).status_code == 202
+    [code] = await _sent_codes(runtime, brand)
+    signed = await client.post(
+        f"/api/v1/public/{brand.tenant.slug}/sessions", json={"phone": "13812345678", "code": code}
+    )
+    token = bearer(signed.json()["token"])
+    claimed = await client.post("/api/v1/rewards/consumer/claim", headers=token)
+    assert claimed.json() == {"claimed": 1, "amount_fen": 188}
+    assert (await client.post("/api/v1/rewards/consumer/claim", headers=token)).json() == {
+        "claimed": 0,
+        "amount_fen": 0,
+    }
+    wallet = (await client.get("/api/v1/rewards/consumer/wallet", headers=token)).json()
+    assert wallet["balance_fen"] == 188
+    consumer_id = signed.json()["consumer"]["id"]
+    assert await balance(runtime, brand.id, f"wallet:consumer:{consumer_id}") == 188
+    page = await client.get(s.path(serial), headers=HTML)
+    assert f'href="/h5/{brand.tenant.slug}/login"' not in page.text  # claimed: no sign-in prompt
+    await assert_books_balance(runtime, brand.id)
+
+
+async def test_partner_wallet_page_and_its_refusals(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    s = await scene(client, runtime)
+    brand = s.line.brand
+    page = await client.get(f"/h5/{brand.tenant.slug}/partner/wallet", headers=HTML)
+    assert page.status_code == 200
+    assert 'id="wallet"' in page.text
+    assert "/static/h5-rewards.js" in page.text
+    english = await client.get(
+        f"/h5/{brand.tenant.slug}/partner/wallet?lang=en", headers={**HTML, "cookie": "zt_lang=en"}
+    )
+    assert "My rewards" in english.text
+    assert (await client.get("/h5/no-such-brand/partner/wallet", headers=HTML)).status_code == 404
+    consumer_only = await client.get("/api/v1/rewards/partner/wallet", headers=bearer("ztc_nope"))
+    assert consumer_only.status_code == 401
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        assert await service.get_risk(session, brand.id) == service.rules.DEFAULT_RISK
+        _ = system_actor(brand.id)

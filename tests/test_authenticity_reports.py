@@ -564,3 +564,15 @@ async def test_photos_of_another_report_or_brand_are_not_served(client: httpx.As
     other = await make_brand(runtime)
     other_token = await make_token(runtime, other)
     assert (await client.get(detail["photos"][0]["url"], headers=bearer(other_token))).status_code == 404
+
+
+def test_report_provinces_come_from_the_offline_geography() -> None:
+    from zhongtai import geo
+    from zhongtai.authenticity import reports as report_rules
+
+    listed = report_rules.provinces()
+    assert list(listed) == [code for code, _ in geo.all_regions("province")]
+    assert len(listed) == 34
+    assert listed["150000"] == ("内蒙古自治区", "Inner Mongolia")
+    assert report_rules.province_name("440300", "en") == "Guangdong"
+    assert report_rules.province_name("440300", "zh-CN") == "广东省"

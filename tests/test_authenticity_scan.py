@@ -15,6 +15,7 @@ from tests.factories import bearer, make_token
 from tests.test_codes_api import GTIN, run_jobs
 from tests.test_codes_custody import Line, setup_line
 from zhongtai.app import create_app
+from zhongtai.authenticity import hot, persist
 from zhongtai.codes import service as codes_service
 from zhongtai.codes.models import CodeBatch
 from zhongtai.codes.rules import pin_for
@@ -47,6 +48,13 @@ async def scene(client: httpx.AsyncClient, runtime: Runtime, *, commission: bool
         assert batch is not None
         key = await codes_service.pin_key(session, runtime.crypto, int(batch.pin_key_version or 0))
     return Scene(line, {serial: pin_for(key, serial) for serial in line.serials["item"]})
+
+
+async def settle(runtime: Runtime) -> None:
+    """Persist the scan stream (PostgreSQL + Redis: checks are written behind), then run the jobs."""
+    if hot.enabled(runtime):
+        await persist.ScanPersister(runtime, consumer="tests").drain()
+    await run_jobs(runtime)
 
 
 def wrong(pin: str) -> str:
@@ -188,7 +196,7 @@ async def test_clone_detected_from_far_apart_checks(client: httpx.AsyncClient, r
     assert (clone["verdict"], clone["reason"]) == ("suspicious", "clone")
     later = (await verify(client, serial, s.pins[serial])).json()
     assert (later["verdict"], later["reason"]) == ("suspicious", "clone")
-    await run_jobs(runtime)
+    await settle(runtime)
     alerts = (await client.get("/api/v1/authenticity/clone-alerts", headers=s.line.auth)).json()
     assert len(alerts) == 1
     assert alerts[0]["serial"] == serial
@@ -246,6 +254,7 @@ async def test_ten_thousand_guesses_get_nowhere(client: httpx.AsyncClient, runti
     async with other_client(runtime, "10.7.7.7") as elsewhere:
         other = s.items[8]
         assert (await verify(elsewhere, other, s.pins[other])).json()["verdict"] == "genuine"
+    await settle(runtime)
     scans = (await client.get("/api/v1/authenticity/scans", params={"code": target}, headers=s.line.auth)).json()
     assert scans["summary"]["wrong_pin_count"] == 5
     assert scans["summary"]["verify_count"] == 0
@@ -312,6 +321,7 @@ async def test_settings_and_scan_history_api(client: httpx.AsyncClient, runtime:
     for _ in range(3):
         last = (await verify(client, serial, s.pins[serial])).json()
     assert (last["verdict"], last["reason"], last["contact"]) == ("suspicious", "too_many", "400-100-2000")
+    await settle(runtime)
     scans = (await client.get("/api/v1/authenticity/scans", params={"code": serial}, headers=s.line.auth)).json()
     assert [scan["verdict"] for scan in scans["scans"]] == ["suspicious", "verified_before", "genuine"]
     assert scans["summary"]["verify_count"] == 3

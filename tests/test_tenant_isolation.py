@@ -23,6 +23,10 @@ from sqlalchemy import func, select
 
 from tests.factories import Brand, bearer, console_login, make_brand, make_token, make_user, system_actor
 from tests.ledger_factories import make_books
+from tests.rewards_factories import item_event as reward_event
+from tests.rewards_factories import make_pool, make_rule
+from tests.rewards_factories import publish as reward_publish
+from tests.sales_factories import draft as sales_draft
 from zhongtai.authenticity import photos as photo_rules
 from zhongtai.authenticity import reports
 from zhongtai.authenticity.models import CloneAlert
@@ -43,9 +47,19 @@ from zhongtai.core.crypto import mask_phone
 from zhongtai.core.jobs import JobContext
 from zhongtai.core.models import ApiToken, AuditEvent, Consumer, OutboxJob, Tenant, User
 from zhongtai.core.runtime import Runtime
+from zhongtai.flashsale import rules as flashsale_rules
+from zhongtai.flashsale import service as flashsale
+from zhongtai.flashsale.fastpath import state_of as flashsale_state_of
+from zhongtai.flashsale.models import FlashSale
 from zhongtai.ledger import service as ledger
 from zhongtai.lottery import service as lottery
 from zhongtai.lottery.models import LotteryEntry, LotterySession, LotteryStock
+from zhongtai.rewards import payouts
+from zhongtai.rewards import service as reward_service
+from zhongtai.rewards.models import FeePool, RewardGrant, RewardRule, Withdrawal
+from zhongtai.sales import payments
+from zhongtai.sales import service as sales
+from zhongtai.sales.models import SalesOrder, SalesPayment
 from zhongtai.trace import capture as epcis_capture
 from zhongtai.trace.models import TraceEvent
 
@@ -99,6 +113,15 @@ PUBLIC_ROUTES = {
     "/api/v1/public/{tenant_slug}/counterfeit-reports": "a brand's public counterfeit-report submission",
     "/h5/{tenant_slug}/report": "a brand's public counterfeit-report form",
     "/h5/{tenant_slug}/report/done": "the receipt page after a counterfeit report (echoes the reference only)",
+    "/api/v1/flashsale/sales/{sale_id}/buy": "the buy fast path: only a pass signed for this sale and member buys "
+    "(401 otherwise; tests/test_flashsale.py)",
+    # The payment provider's notification: accepted only with the brand's HMAC signature (tested in
+    # tests/test_sales_flow.py, including another brand's signature).
+    "/api/v1/public/{tenant_slug}/sales/payments/sandbox/notify": "a payment provider's signed notification",
+    "/h5/{tenant_slug}/orders": "the member's orders page shell; its data needs the member's token",
+    "/h5/{tenant_slug}/partner/pickup": "the clerk's pickup page shell; its data needs the partner's token",
+    "/h5/{tenant_slug}/partner/scan": "the channel scanning page shell; every scan needs the partner's token",
+    "/h5/{tenant_slug}/partner/wallet": "the partner's wallet page shell; its data needs the partner's token",
 }
 
 
@@ -127,6 +150,13 @@ class Victim:
     report_id: uuid.UUID | None = None
     report_photo_id: uuid.UUID | None = None
     report_reference: str = ""
+    order_id: uuid.UUID | None = None
+    payment_id: uuid.UUID | None = None
+    flashsale_id: uuid.UUID | None = None
+    reward_pool_id: uuid.UUID | None = None
+    reward_rule_id: uuid.UUID | None = None
+    reward_grant_id: uuid.UUID | None = None
+    payout_batch_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -159,6 +189,9 @@ class Victim:
             str(self.report_id),
             str(self.report_photo_id),
             self.report_reference,
+            str(self.order_id),
+            str(self.payment_id),
+            str(self.flashsale_id),
         ]
 
 
@@ -193,6 +226,14 @@ PATH_VALUES: dict[str, Any] = {
     "ledger_entry_id": lambda v: v.ledger_entry_id,
     "report_id": lambda v: v.report_id,
     "photo_id": lambda v: v.report_photo_id,
+    "order_id": lambda v: v.order_id,
+    "payment_id": lambda v: v.payment_id,
+    "sale_id": lambda v: v.flashsale_id,
+    "pool_id": lambda v: v.reward_pool_id,
+    "rule_id": lambda v: v.reward_rule_id,
+    "grant_id": lambda v: v.reward_grant_id,
+    "payout_batch_id": lambda v: v.payout_batch_id,
+    "scope": lambda v: v.product_id,
 }
 
 VICTIM_EVENT: dict[str, Any] = {
@@ -265,6 +306,19 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
         "store_id": str(v.lottery_session_id),
     },
     ("POST", "/api/v1/authenticity/reports/{report_id}/status"): {"status": "investigating"},
+    ("PATCH", "/api/v1/rewards/pools/{pool_id}"): {"name": "hijacked", "is_active": False},
+    ("POST", "/api/v1/rewards/pools/{pool_id}/fund"): {"amount_fen": 1, "idempotency_key": "hijack-0001"},
+    ("PATCH", "/api/v1/rewards/rules/{rule_id}"): {"is_active": False},
+    ("POST", "/api/v1/rewards/grants/{grant_id}/release"): {"note": "hijacked"},
+    ("POST", "/api/v1/rewards/grants/{grant_id}/reject"): {"note": "hijacked"},
+    ("POST", "/api/v1/sales/orders/{order_id}/refund"): {"reason": "hijack"},
+    ("POST", "/api/v1/channel/diversion/alerts/{alert_id}/status"): {"status": "dismissed", "note": "hijack"},
+    ("PUT", "/api/v1/sales/settlement/rules/{scope}"): {
+        "mode": "percent",
+        "brand_share": 0,
+        "dealer_share": 5000,
+        "store_share": 5000,
+    },
     ("POST", "/epcis/events"): {
         "@context": VICTIM_DOCUMENT["@context"],
         **VICTIM_EVENT,
@@ -272,6 +326,9 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     },
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
+    "/console/rewards/pools/{pool_id}/fund": {"amount": "1", "idempotency_key": "hijack"},
+    "/console/rewards/rules/{rule_id}/active": {"active": "0"},
+    "/console/rewards/grants/{grant_id}/review": {"decision": "release", "note": "hijacked"},
     "/console/users/{user_id}": {"display_name": "hijacked", "role": "viewer", "is_active": "false"},
     "/console/catalog/products/{product_id}": {"gtin": "6901234567892", "name": "hijacked"},
     "/console/catalog/products/{product_id}/lots": {"lot_number": "HIJACK1"},
@@ -284,6 +341,7 @@ FORM_BODIES: dict[str, dict[str, str]] = {
     "/console/channel/guides/{guide_id}": {"name": "hijacked", "phone": "13900001234", "store_code": "VICTIM-STORE"},
     "/console/channel/partners/{partner_id}": {"action": "disable"},
     "/console/authenticity/alerts/{alert_id}/status": {"status": "investigating", "expected": "open"},
+    "/console/channel/diversion/{alert_id}/status": {"status": "dismissed", "note": "hijacked"},
 }
 
 PARAM_RE = re.compile(r"{([^}:]+)(?::[^}]+)?}")
@@ -349,6 +407,20 @@ async def _make_victim(runtime: Runtime) -> Victim:
         await session.flush()
         victim.lottery_session_id, victim.lottery_entry_id = draft.id, entry.id
     async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        sale = await flashsale.do_create_sale(
+            session,
+            flashsale_rules.SaleDraft(
+                title="Victim sale",
+                product_id=product.id,
+                price_fen=100,
+                stock=5,
+                starts_at=utcnow(),
+                ends_at=utcnow() + timedelta(days=1),
+            ),
+        )
+        await flashsale.do_schedule_sale(session, flashsale_state_of(runtime), sale)
+        victim.flashsale_id = sale.id
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
         actor = system_actor(brand.id)
         dealer = await channel.do_create_dealer(
             session, actor, runtime.crypto, channel_rules.DealerDraft(code="VICTIM-DEALER", name="Victim dealer")
@@ -413,7 +485,40 @@ async def _make_victim(runtime: Runtime) -> Victim:
         )
         victim.report_id, victim.report_reference = report.id, report.reference
         victim.report_photo_id = (await reports.report_photos(session, report.id))[0].id
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        order = await sales.create_order(session, brand.id, sales_draft("victim-order", consumer_id=consumer.id))
+        victim.order_id = order.id
+        provider = payments.SandboxPaymentProvider(runtime.crypto, brand.id)
+        payment, _ = await payments.do_start_payment(session, provider, order, tenant_slug=brand.tenant.slug)
+        victim.payment_id = payment.id
+    await _victim_rewards(runtime, victim)
     return victim
+
+
+async def _victim_rewards(runtime: Runtime, victim: Victim) -> None:
+    """A pool and rule, a held red packet (a consumer's second open in a day) and a payout batch."""
+    tenant_id = victim.brand.id
+    pool = await make_pool(runtime, tenant_id, funded=10_000, code="VICTIM-POOL")
+    rule = await make_rule(runtime, tenant_id, pool, role="consumer", amount_fen=100)
+    async with runtime.db.unit_of_work(tenant_id=tenant_id) as session:
+        await reward_service.do_update_risk(session, system_actor(tenant_id), {"consumer_opens_per_day": 1})
+    consumer_id = victim.consumer.id
+    await reward_publish(runtime, reward_event(tenant_id, 1, consumer_id=consumer_id))
+    held = (await reward_publish(runtime, reward_event(tenant_id, 2, consumer_id=consumer_id)))[0]
+    assert held["status"] == "held"
+    async with runtime.db.unit_of_work(tenant_id=tenant_id) as session:
+        await payouts.do_request_withdrawal(
+            session,
+            runtime.crypto,
+            party=f"consumer:{consumer_id}",
+            amount_fen=100,
+            payee_name="victim payee",
+            payee_account="6222020000001111",
+            request_key="victim",
+        )
+        batch = await payouts.do_approve_batch(session, system_actor(tenant_id), runtime.crypto, provider="sandbox")
+    victim.reward_pool_id, victim.reward_rule_id = pool.id, rule.id
+    victim.reward_grant_id, victim.payout_batch_id = uuid.UUID(held["grant_id"]), batch.id
 
 
 def _victim_photo() -> bytes:
@@ -465,6 +570,7 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
         ]
         lottery_stock = sorted((await session.execute(select(LotteryStock.store_id, LotteryStock.quantity))).all())
         lottery_entries = await session.scalar(select(func.count()).select_from(LotteryEntry))
+        flash_sales = [(x.status, x.stock_left) for x in await session.scalars(select(FlashSale))]
         channel_rows = [
             *[(d.code, d.name, d.status) for d in await session.scalars(select(Dealer).order_by(Dealer.code))],
             *[(x.code, x.name, x.status) for x in await session.scalars(select(Store).order_by(Store.code))],
@@ -478,12 +584,23 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
         report_states = sorted(
             (await session.execute(select(reports.CounterfeitReport.reference, reports.CounterfeitReport.status))).all()
         )
+        orders = [
+            *sorted((await session.execute(select(SalesOrder.source_ref, SalesOrder.state))).all()),
+            *sorted((await session.execute(select(SalesPayment.amount_fen, SalesPayment.status))).all()),
+        ]
+        reward_rows = [
+            *sorted((await session.execute(select(RewardGrant.code_id, RewardGrant.status))).all()),
+            *sorted((await session.execute(select(Withdrawal.amount_fen, Withdrawal.status))).all()),
+            *sorted((await session.execute(select(RewardRule.name, RewardRule.is_active))).all()),
+            *sorted((await session.execute(select(FeePool.code, FeePool.funded_fen, FeePool.is_active))).all()),
+        ]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
         ledger_report = await ledger.recompute_balances(session)
         return {
             "channel": channel_rows,
             "clone_alerts": alerts,
+            "rewards": reward_rows,
             "ledger": (ledger_report.ok, ledger_report.lines, ledger_report.accounts),
             "reports": report_states,
             "users": users,
@@ -498,7 +615,9 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             "lotteries": lotteries,
             "lottery_stock": lottery_stock,
             "lottery_entries": lottery_entries,
+            "flash_sales": flash_sales,
             "active": tenant.is_active,
+            "orders": orders,
         }
 
 

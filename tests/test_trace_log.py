@@ -12,6 +12,7 @@ from sqlalchemy import event, func, select, update
 
 from tests.factories import make_brand
 from zhongtai.core import clock, jobs
+from zhongtai.core.db import pg_driver
 from zhongtai.core.models import OutboxJob
 from zhongtai.core.runtime import Runtime
 from zhongtai.trace import checkpoint, log, merkle
@@ -65,24 +66,77 @@ async def test_appends_give_the_roots_and_proofs_of_the_reference_tree(runtime: 
             await log.consistency_proof(session, brand.id, 9, 8)
 
 
+async def counted_append(runtime: Runtime, tenant_id: uuid.UUID, values: list[bytes]) -> list[str]:
+    """The statements of one append (transaction control left out): SQLAlchemy's, and on PostgreSQL
+    those the append sends through the asyncpg connection itself."""
+    statements: list[str] = []
+
+    def on_cursor(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    def on_driver(record: Any) -> None:
+        statements.append(str(record.query))
+
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", on_cursor)
+    try:
+        async with runtime.db.unit_of_work(tenant_id=tenant_id) as session:
+            driver = await pg_driver(session) if runtime.db.dialect == "postgresql" else None
+            if driver is not None:
+                driver.add_query_logger(on_driver)
+            try:
+                await log.append(session, tenant_id, values)
+            finally:
+                if driver is not None:
+                    driver.remove_query_logger(on_driver)
+    finally:
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", on_cursor)
+    control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+    return [s for s in statements if not s.strip().upper().startswith(control)]
+
+
+def signing_window() -> int:
+    return int(clock.utcnow().timestamp() // log.SIGN_INTERVAL_SECONDS)
+
+
 async def test_an_append_costs_the_same_few_statements_whatever_the_log_size(runtime: Runtime) -> None:
-    """No full-tree recomputation: reserve, read the right edge, insert, schedule — 4 statements."""
+    """No full-tree recomputation: reserve, read the right edge, insert the nodes — 3 statements,
+    plus the signing job's enqueue in the first committed append of each signing window."""
     brand = await make_brand(runtime)
     await append(runtime, brand.id, entries(0, 1000))
-    counts = []
-    for start in (1000, 1001, 1003):
-        statements: list[str] = []
+    previous = signing_window()
+    for start in (1000, 1001, 1003, 5000):
+        before = signing_window()
+        statements = await counted_append(runtime, brand.id, entries(start, 1 if start < 1003 else 2 + start // 1000))
+        after = signing_window()
+        if before == after == previous:
+            assert len(statements) == 3, statements
+            assert not any("outbox_jobs" in s for s in statements)
+        elif before == after:
+            assert len(statements) == 4, statements
+        else:  # the window turned during the append
+            assert len(statements) in (3, 4), statements
+        previous = after
 
-        def count(*args: Any, seen: list[str] = statements) -> None:
-            seen.append(str(args[2]))
 
-        event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", count)
-        try:
-            await append(runtime, brand.id, entries(start, 1 if start < 1003 else 2))
-        finally:
-            event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", count)
-        counts.append(len([s for s in statements if not s.startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))]))
-    assert counts == [4, 4, 4], counts
+async def test_a_rolled_back_append_does_not_count_as_scheduling_the_signing(runtime: Runtime) -> None:
+    brand = await make_brand(runtime)
+
+    class Abort(Exception):
+        pass
+
+    async def append_then_fail() -> None:
+        async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+            await log.append(session, brand.id, entries(0, 3))
+            raise Abort
+
+    with pytest.raises(Abort):
+        await append_then_fail()
+    statements = await counted_append(runtime, brand.id, entries(0, 3))
+    assert any("outbox_jobs" in s for s in statements), statements
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        topics = (await session.scalars(select(OutboxJob.topic).where(OutboxJob.tenant_id == brand.id))).all()
+        assert topics.count(log.SIGN_TOPIC) >= 1
+        assert await log.size(session, brand.id) == 3
 
 
 async def test_logs_of_two_tenants_are_separate(runtime: Runtime) -> None:

@@ -35,6 +35,10 @@ from zhongtai.core.logs import configure_logging, request_id_var
 from zhongtai.core.middleware import RequestContextMiddleware
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
+from zhongtai.flashsale import api as flashsale_api
+from zhongtai.flashsale import console as flashsale_console
+from zhongtai.flashsale.fastpath import FlashSaleFastPath, FlashSaleFront
+from zhongtai.flashsale.persister import InProcessPersister, make_persister
 from zhongtai.ledger import api as ledger_api
 from zhongtai.ledger import console as ledger_console
 from zhongtai.lottery import api as lottery_api
@@ -42,6 +46,12 @@ from zhongtai.lottery import console as lottery_console
 from zhongtai.lottery import h5 as lottery_h5
 from zhongtai.members import api as members_api
 from zhongtai.members import console as members_console
+from zhongtai.rewards import api as rewards_api
+from zhongtai.rewards import console as rewards_console
+from zhongtai.rewards import h5_pages as rewards_h5
+from zhongtai.sales import api as sales_api
+from zhongtai.sales import console as sales_console
+from zhongtai.sales import h5 as sales_h5
 from zhongtai.trace import console as trace_console
 from zhongtai.trace import epcis_api, trace_api
 from zhongtai.trace import log_api as trace_log_api
@@ -117,11 +127,17 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = runtime or Runtime(settings)
         app.state.runtime = active
+        persister: InProcessPersister | None = None
         if owns_runtime:
             await active.start()
+            if settings.in_process_worker:
+                persister = InProcessPersister(make_persister(active.db, active.redis, settings))
+                persister.start()
         try:
             yield
         finally:
+            if persister is not None:
+                await persister.stop()
             if owns_runtime:
                 await active.stop()
 
@@ -137,7 +153,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.runtime = runtime
     _install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(FlashSaleFastPath)  # outermost: buys skip the rest of the stack
     app.include_router(health.router)
+    # First after health: a request walks the routes in order, and the consumer's PIN check is the
+    # busiest public endpoint (hundreds of routes follow).
+    app.include_router(authenticity_api.router)
     app.include_router(core_api.router)
     app.include_router(catalog_api.router)
     app.include_router(channel_api.router)
@@ -145,10 +165,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(epcis_api.router)
     app.include_router(trace_log_api.router)
     app.include_router(trace_api.router)
-    app.include_router(authenticity_api.router)
     app.include_router(members_api.router)
     app.include_router(lottery_api.router)
+    app.include_router(flashsale_api.router)
     app.include_router(ledger_api.router)
+    app.include_router(rewards_api.router)
+    app.include_router(sales_api.router)
     app.include_router(reports_api.router)
 
     from zhongtai.console.pages import router as console_router
@@ -162,16 +184,22 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(trace_console.router)
     app.include_router(members_console.router)
     app.include_router(ledger_console.router)
+    app.include_router(rewards_console.router)
+    app.include_router(rewards_h5.router)
     app.include_router(authenticity_console.router)
     app.include_router(lottery_console.router)
+    app.include_router(flashsale_console.router)
     app.include_router(h5_router)
     app.include_router(lottery_h5.router)
+    app.include_router(sales_console.router)
+    app.include_router(sales_h5.router)
     app.include_router(report_pages.router)
     app.include_router(authenticity_h5.router)  # the Digital Link resolver at the root
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app
 
 
-def app_factory() -> FastAPI:
-    """Entry point for granian (`--factory zhongtai.app:app_factory`)."""
-    return create_app()
+def app_factory() -> FlashSaleFront:
+    """Entry point for granian (`--factory zhongtai.app:app_factory`): the application behind the
+    flash-sale front, which answers buys before FastAPI's layers."""
+    return FlashSaleFront(create_app())

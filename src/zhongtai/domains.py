@@ -25,7 +25,11 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.trace.trace_api",
     "zhongtai.members.api",
     "zhongtai.lottery.api",
+    "zhongtai.flashsale.api",
     "zhongtai.ledger.api",
+    "zhongtai.rewards.api",
+    "zhongtai.rewards.h5_pages",
+    "zhongtai.sales.api",
 )
 
 

@@ -14,12 +14,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.authenticity import hot, resolver, rules, service, triage, verification
 from zhongtai.authenticity import models as m
-from zhongtai.authenticity import resolver, service, triage, verification
+from zhongtai.authenticity import persist as _persist  # noqa: F401 -- registers the scan stream worker
 from zhongtai.authenticity.permissions import AUTHENTICITY_MANAGE, AUTHENTICITY_READ
 from zhongtai.authenticity.resolver import Resolved
 from zhongtai.console.rendering import request_locale
+from zhongtai.core import consumers, tenancy
 from zhongtai.core.errors import RateLimited
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin, PageDep, RuntimeDep, client_ip, get_runtime, require
@@ -186,31 +189,78 @@ async def check(
     accuracy: float | None = None,
 ) -> tuple[verification.Answer, str]:
     """Run one PIN check; returns the answer and the brand's contact line."""
-    ctx = verification.check_context(request, runtime, latitude=latitude, longitude=longitude, accuracy_m=accuracy)
-    answer = await verification.do_check_pin(session, runtime, resolved, pin, ctx)
+    consumer_id = await signed_in_consumer(request, session, resolved.ref.tenant_id)
+    ctx = verification.check_context(
+        request, runtime, latitude=latitude, longitude=longitude, accuracy_m=accuracy, consumer_id=consumer_id
+    )
+    if hot.enabled(runtime):
+        answer, _ = await hot.check_pin(request, runtime, resolved, pin, ctx)
+    else:
+        answer = await verification.do_check_pin(session, runtime, resolved, pin, ctx)
     contact = (await service.get_thresholds(session, resolved.ref.tenant_id)).contact
     return answer, contact
 
 
-@router.post("/verify", response_model=VerifyOut, dependencies=[Depends(scan_rate_limit)])
-async def verify(request: Request, body: VerifyIn, session: DbSession, runtime: RuntimeDep) -> VerifyOut:
+async def signed_in_consumer(request: Request, session: AsyncSession | None, tenant_id: uuid.UUID) -> uuid.UUID | None:
+    """The consumer signed in with a bearer token of this brand, if any (a check is never refused for it:
+    an unknown token or another brand's consumer checks anonymously)."""
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip().startswith("ztc_"):
+        return None
+    if session is None:
+        async with get_runtime(request).db.read_only(all_tenants=True) as own:
+            principal = await consumers.authenticate_consumer(own, credential.strip())
+    else:
+        principal = await consumers.authenticate_consumer(session, credential.strip())
+        tenancy.scope_to_tenant(session, tenant_id)
+    return principal.id if principal is not None and principal.tenant_id == tenant_id else None
+
+
+@router.post("/verify", response_model=VerifyOut)
+async def verify(request: Request, body: VerifyIn) -> VerifyOut:
     """Check a code's hidden PIN. Public: no sign-in. Every answer is recorded with the code's scans."""
+    runtime = get_runtime(request)  # not a dependency: a sync one costs a thread hop per request
     parsed = resolver.parse(body.code)
     locale = request_locale(request)
-    remembered = verification.remembered_lock(parsed.key)
-    if remembered is not None:
-        raise _locked(remembered, locale, contact="")
-    resolved = await resolver.resolve(session, parsed)
-    answer, contact = await check(
-        request,
-        session,
-        runtime,
-        resolved,
-        body.pin,
-        latitude=body.latitude,
-        longitude=body.longitude,
-        accuracy=body.accuracy,
-    )
+    if hot.enabled(runtime):
+        # PostgreSQL + Redis: no transaction here; the request limit is part of the one script call.
+        remembered = verification.remembered_lock(parsed.key)
+        if remembered is not None:
+            await scan_rate_limit(request)
+            raise _locked(remembered, locale, contact="")
+        resolved, epoch, seed = await hot.resolve(runtime, parsed)
+        consumer_id = await signed_in_consumer(request, None, resolved.ref.tenant_id)
+        ctx = verification.check_context(
+            request,
+            runtime,
+            latitude=body.latitude,
+            longitude=body.longitude,
+            accuracy_m=body.accuracy,
+            consumer_id=consumer_id,
+        )
+        answer, resolved = await hot.check_pin(
+            request, runtime, resolved, body.pin, ctx, epoch=epoch, seed=seed, parsed=parsed
+        )
+        thresholds = service.cached_thresholds(resolved.ref.tenant_id) or rules.DEFAULTS
+        contact = thresholds.contact
+    else:
+        await scan_rate_limit(request)
+        remembered = verification.remembered_lock(parsed.key)
+        if remembered is not None:
+            raise _locked(remembered, locale, contact="")
+        async with runtime.db.unit_of_work() as session:
+            request.state.db = session
+            resolved = await resolver.resolve(session, parsed)
+            answer, contact = await check(
+                request,
+                session,
+                runtime,
+                resolved,
+                body.pin,
+                latitude=body.latitude,
+                longitude=body.longitude,
+                accuracy=body.accuracy,
+            )
     if answer.verdict == m.LOCKED:
         raise _locked(answer, locale, contact)
     return verify_out(resolved, answer, locale, contact)

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.authenticity import api, resolver, service, verification
+from zhongtai.authenticity import api, hot, resolver, service, verification
 from zhongtai.authenticity import models as m
 from zhongtai.authenticity.resolver import Resolved
 from zhongtai.codes import rules as code_rules
@@ -215,6 +215,8 @@ async def _serve(request: Request, session: AsyncSession, runtime: Any, text: st
         return RedirectResponse(target, status_code=307)
     ctx = verification.check_context(request, runtime)
     counts = await service.do_record_view(session, resolved.ref, ctx)
+    if hot.enabled(runtime):  # verifications are counted in Redis first (hot.py)
+        counts = await hot.overlay(runtime, resolved.ref.code_id, counts) or counts
     if _wants_json(request):
         return _finish(request, JSONResponse(code_json(request, resolved, counts)))
     return await _page(request, resolved, counts)
@@ -306,12 +308,19 @@ async def _verify_form(
             accuracy=_number(acc),
         )
     except AppError as error:
-        summary = await service.summary_of(session, resolved.ref.code_id)
+        counts = await _current_counts(runtime, session, resolved)
         message = translate(request_locale(request), error.message)
-        return await _page(request, resolved, _counts_of(summary), status_code=error.status_code, form_error=message)
-    summary = await service.summary_of(session, resolved.ref.code_id)
+        return await _page(request, resolved, counts, status_code=error.status_code, form_error=message)
+    counts = await _current_counts(runtime, session, resolved)
     status = 429 if answer.verdict == m.LOCKED else 200
-    return await _page(request, resolved, _counts_of(summary), answer, contact, status_code=status)
+    return await _page(request, resolved, counts, answer, contact, status_code=status)
+
+
+async def _current_counts(runtime: Any, session: AsyncSession, resolved: Resolved) -> service.ViewCounts | None:
+    counts = _counts_of(await service.summary_of(session, resolved.ref.code_id))
+    if hot.enabled(runtime):
+        counts = await hot.overlay(runtime, resolved.ref.code_id, counts)
+    return counts
 
 
 def _counts_of(summary: m.CodeSummary | None) -> service.ViewCounts | None:

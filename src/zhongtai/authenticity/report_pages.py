@@ -38,7 +38,7 @@ def _form_page(
     status_code: int = 200,
 ) -> Response:
     locale = request_locale(request)
-    provinces = [(code, reports.province_name(code, locale)) for code in reports.PROVINCES]
+    provinces = [(code, reports.province_name(code, locale)) for code in reports.provinces()]
     context: dict[str, Any] = {
         "tenant": tenant,
         "form": form,

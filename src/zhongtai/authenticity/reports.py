@@ -13,6 +13,7 @@ two operators cannot overwrite each other's decision.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import uuid
@@ -25,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from zhongtai import geo
 from zhongtai.authenticity.photos import CleanPhoto, PhotoStore, photo_key
 from zhongtai.catalog.models import Product
 from zhongtai.codes import rules as code_rules
@@ -76,49 +78,18 @@ MAX_NOTE = 1000
 MAX_PRICE_FEN = 100_000_000  # one million yuan
 EARLIEST_PURCHASE = date(2000, 1, 1)
 
-# Provincial-level divisions (GB/T 2260 codes): name in Chinese, name in English.
-PROVINCES: dict[str, tuple[str, str]] = {
-    "110000": ("北京市", "Beijing"),
-    "120000": ("天津市", "Tianjin"),
-    "130000": ("河北省", "Hebei"),
-    "140000": ("山西省", "Shanxi"),
-    "150000": ("内蒙古自治区", "Inner Mongolia"),
-    "210000": ("辽宁省", "Liaoning"),
-    "220000": ("吉林省", "Jilin"),
-    "230000": ("黑龙江省", "Heilongjiang"),
-    "310000": ("上海市", "Shanghai"),
-    "320000": ("江苏省", "Jiangsu"),
-    "330000": ("浙江省", "Zhejiang"),
-    "340000": ("安徽省", "Anhui"),
-    "350000": ("福建省", "Fujian"),
-    "360000": ("江西省", "Jiangxi"),
-    "370000": ("山东省", "Shandong"),
-    "410000": ("河南省", "Henan"),
-    "420000": ("湖北省", "Hubei"),
-    "430000": ("湖南省", "Hunan"),
-    "440000": ("广东省", "Guangdong"),
-    "450000": ("广西壮族自治区", "Guangxi"),
-    "460000": ("海南省", "Hainan"),
-    "500000": ("重庆市", "Chongqing"),
-    "510000": ("四川省", "Sichuan"),
-    "520000": ("贵州省", "Guizhou"),
-    "530000": ("云南省", "Yunnan"),
-    "540000": ("西藏自治区", "Tibet"),
-    "610000": ("陕西省", "Shaanxi"),
-    "620000": ("甘肃省", "Gansu"),
-    "630000": ("青海省", "Qinghai"),
-    "640000": ("宁夏回族自治区", "Ningxia"),
-    "650000": ("新疆维吾尔自治区", "Xinjiang"),
-    "710000": ("台湾省", "Taiwan"),
-    "810000": ("香港特别行政区", "Hong Kong"),
-    "820000": ("澳门特别行政区", "Macao"),
-}
+
+@functools.cache
+def provinces() -> dict[str, tuple[str, str]]:
+    """Provincial-level divisions (GB/T 2260 codes) → (Chinese name, English name), from the offline
+    geography shipped with the platform (`zhongtai.geo`), in code order."""
+    return {code: (name, geo.region_name(code, "en") or name) for code, name in geo.all_regions("province")}
 
 
 def province_name(code: str | None, locale: str) -> str:
     if not code:
         return ""
-    names = PROVINCES.get(code[:2] + "0000")
+    names = provinces().get(code[:2] + "0000")
     if names is None:
         return code
     return names[0] if locale.startswith("zh") else names[1]
@@ -239,14 +210,14 @@ def check_report(draft: ReportDraft) -> CheckedReport:
         raise ValidationFailed("Where you bought it: at most 200 characters.", field="where_bought")
     province = draft.province_code.strip() or None
     city = draft.city_code.strip() or None
-    if province is not None and province not in PROVINCES:
+    if province is not None and province not in provinces():
         raise ValidationFailed("Unknown province.", field="province_code")
     if city is not None:
         if not (len(city) == 6 and city.isascii() and city.isdigit() and city.endswith("00") and city[2:4] != "00"):
             raise ValidationFailed("A city code has six digits, like 440300.", field="city_code")
         if province is None:
             province = city[:2] + "0000"
-        if province not in PROVINCES or city[:2] != province[:2]:
+        if province not in provinces() or city[:2] != province[:2]:
             raise ValidationFailed("The city is not in this province.", field="city_code")
     if draft.price_fen is not None and not 1 <= draft.price_fen <= MAX_PRICE_FEN:
         raise ValidationFailed("The price is between ¥0.01 and ¥1,000,000.", field="price")

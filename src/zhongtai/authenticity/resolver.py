@@ -187,6 +187,17 @@ async def _lot_number(session: AsyncSession, lot_id: uuid.UUID | None) -> str | 
     return number
 
 
+@dataclass(frozen=True)
+class CodeFacts:
+    """What a scan needs of the code's own row (the rest comes from the caches above)."""
+
+    code_id: int
+    tenant_id: uuid.UUID
+    state: int
+    lot_id: uuid.UUID | None
+    level: int
+
+
 async def resolve(session: AsyncSession, parsed: code_rules.ParsedCode) -> Resolved:
     """The code a parsed link names, on any brand; leaves the session scoped to that brand.
 
@@ -198,25 +209,58 @@ async def resolve(session: AsyncSession, parsed: code_rules.ParsedCode) -> Resol
     code = (await codes_service.find_codes(session, [parsed.key])).get(parsed.key)
     if code is None:
         raise CodeNotFound()
-    code_id, tenant_id, state, lot_id, level = code.id, code.tenant_id, code.state, code.lot_id, code.level
-    tenancy.scope_to_tenant(session, tenant_id)
-    batch = await _batch_of(session, tenant_id, code_id)
+    facts = CodeFacts(code.id, code.tenant_id, code.state, code.lot_id, code.level)
+    tenancy.scope_to_tenant(session, facts.tenant_id)
+    batch = await _batch_of(session, facts.tenant_id, facts.code_id)
+    tenant = await _tenant(session, facts.tenant_id)
+    lot_number = await _lot_number(session, facts.lot_id)
+    return _assemble(parsed, facts, batch, tenant, lot_number)
+
+
+def _assemble(
+    parsed: code_rules.ParsedCode, facts: CodeFacts, batch: BatchInfo, tenant: TenantInfo, lot_number: str | None
+) -> Resolved:
     if parsed.sscc is not None and batch.scheme != "sscc":
         raise CodeNotFound()
     if parsed.gtin is not None and (batch.scheme == "sscc" or parsed.gtin != batch.gtin):
         raise CodeNotFound("The serial exists, but not for this GTIN.")
-    tenant = await _tenant(session, tenant_id)
-    lot_number = await _lot_number(session, lot_id)
     ref = CodeRef(
-        tenant_id=tenant_id,
-        code_id=code_id,
+        tenant_id=facts.tenant_id,
+        code_id=facts.code_id,
         serial=parsed.key,
-        state=state,
+        state=facts.state,
         gtin=batch.gtin if batch.scheme != "sscc" else None,
         product_id=batch.product_id,
-        lot_id=lot_id,
+        lot_id=facts.lot_id,
     )
-    return Resolved(ref=ref, tenant=tenant, batch=batch, level=level, lot_number=lot_number)
+    return Resolved(ref=ref, tenant=tenant, batch=batch, level=facts.level, lot_number=lot_number)
+
+
+def facts_of(resolved: Resolved) -> CodeFacts:
+    ref = resolved.ref
+    return CodeFacts(ref.code_id, ref.tenant_id, ref.state, ref.lot_id, resolved.level)
+
+
+def resolve_cached(parsed: code_rules.ParsedCode, facts: CodeFacts) -> Resolved | None:
+    """`resolve` from the per-process caches alone, given the code's facts; None when a cache is cold
+    or expired (then `resolve` with a session). Raises what `resolve` raises for a wrong GTIN."""
+    now = time.monotonic()
+    batches = caches.batches.get(facts.tenant_id)
+    tenant = caches.tenants.get(facts.tenant_id)
+    if batches is None or batches[0] <= now or tenant is None or tenant[0] <= now:
+        return None
+    batch = _find(batches[1], batches[2], facts.code_id)
+    if batch is None:
+        return None
+    if tenant[1] is None:
+        raise CodeNotFound("This brand's codes are not available.")
+    lot_number = None
+    if facts.lot_id is not None:
+        lot = caches.lots.get(facts.lot_id)
+        if lot is None or lot[0] <= now:
+            return None
+        lot_number = lot[1]
+    return _assemble(parsed, facts, batch, tenant[1], lot_number)
 
 
 async def resolve_text(session: AsyncSession, text: str) -> Resolved:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zhongtai.authenticity import models as m
 from zhongtai.authenticity import rules
 from zhongtai.authenticity.models import AuthenticitySettings, CloneAlert, CodeSummary, Scan
-from zhongtai.core import jobs
+from zhongtai.core import domain_events, jobs
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import NotFound, ValidationFailed
 
@@ -104,6 +104,12 @@ async def get_thresholds(session: AsyncSession, tenant_id: uuid.UUID, *, cached:
     return thresholds
 
 
+def cached_thresholds(tenant_id: uuid.UUID) -> rules.Thresholds | None:
+    """The brand's thresholds if this process read them in the last few seconds, else None."""
+    hit = _settings_cache.get(tenant_id)
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
 def _thresholds_of(row: AuthenticitySettings) -> rules.Thresholds:
     return rules.Thresholds(
         max_verifications=row.max_verifications,
@@ -172,7 +178,7 @@ async def _lock_summary(session: AsyncSession, ref: CodeRef) -> Any:
     return (await session.execute(statement)).one()
 
 
-def _scan_values(ref: CodeRef, ctx: CheckContext, kind: str) -> dict[str, Any]:
+def scan_values(ref: CodeRef, ctx: CheckContext, kind: str) -> dict[str, Any]:
     location = ctx.location
     return {
         "tenant_id": ref.tenant_id,
@@ -216,7 +222,7 @@ class ViewCounts:
 
 async def do_record_view(session: AsyncSession, ref: CodeRef, ctx: CheckContext) -> ViewCounts:
     """Record that the code's page was opened; returns the code's counts with this view."""
-    scan_id = await _insert_scan(session, _scan_values(ref, ctx, m.KIND_VIEW))
+    scan_id = await _insert_scan(session, scan_values(ref, ctx, m.KIND_VIEW))
     table = CodeSummary.__table__
     row = (
         await session.execute(
@@ -236,7 +242,7 @@ async def do_record_view(session: AsyncSession, ref: CodeRef, ctx: CheckContext)
 
 
 async def do_record_wrong_pin(session: AsyncSession, ref: CodeRef, ctx: CheckContext) -> int:
-    values = _scan_values(ref, ctx, m.KIND_PIN_BAD) | {"verdict": m.WRONG_PIN}
+    values = scan_values(ref, ctx, m.KIND_PIN_BAD) | {"verdict": m.WRONG_PIN}
     scan_id = await _insert_scan(session, values)
     table = CodeSummary.__table__
     await session.execute(
@@ -266,7 +272,7 @@ async def do_record_verification(
         verification_number=number,
         thresholds=thresholds,
     )
-    values = _scan_values(ref, ctx, m.KIND_PIN_OK) | {
+    values = scan_values(ref, ctx, m.KIND_PIN_OK) | {
         "verdict": verdict.verdict,
         "reason": verdict.reason,
         "verification_number": number,
@@ -294,7 +300,9 @@ async def do_record_verification(
         changes |= {"suspicious_reason": m.REASON_CLONE, "suspicious_since": ctx.occurred_at}
     await session.execute(update(CodeSummary).where(CodeSummary.code_id == ref.code_id).values(**changes))
     if clone is not None:
-        await _enqueue_clone_alert(session, ref, summary, scan_id, ctx, clone)
+        await enqueue_clone_alert(session, ref, summary, scan_id, ctx, clone)
+    if verdict.verdict == m.GENUINE:  # number 1: the summary row lock makes it exactly one check
+        await domain_events.publish(session, consumer_open_event(ref, ctx))
     first_at = summary.first_verified_at if number > 1 else ctx.occurred_at
     return Outcome(
         verdict=verdict.verdict,
@@ -308,7 +316,25 @@ async def do_record_verification(
     )
 
 
-async def _enqueue_clone_alert(
+def consumer_open_event(ref: CodeRef, ctx: CheckContext) -> domain_events.ItemEvent:
+    """The reward-earning step of a code's first genuine verification (published exactly once)."""
+    location = ctx.location
+    return domain_events.ItemEvent(
+        tenant_id=ref.tenant_id,
+        kind="consumer_open",
+        code_id=ref.code_id,
+        product_id=ref.product_id,
+        lot_id=ref.lot_id,
+        occurred_at=ctx.occurred_at,
+        source_ref=f"consumer-verify:{ref.code_id}",
+        consumer_id=ctx.consumer_id,
+        latitude=location.latitude if location else None,
+        longitude=location.longitude if location else None,
+        device_hash=ctx.client_hash,
+    )
+
+
+async def enqueue_clone_alert(
     session: AsyncSession, ref: CodeRef, summary: Any, scan_id: int, ctx: CheckContext, clone: rules.CloneEvidence
 ) -> None:
     assert ctx.location is not None

@@ -84,7 +84,7 @@ def remembered_lock(serial: str) -> Answer | None:
     return Answer(m.LOCKED, retry_after_seconds=max(1, math.ceil(left)), locked_by=memo[1])
 
 
-def _remember_lock(serial: str, retry_after: float, scope: str) -> None:
+def remember_lock(serial: str, retry_after: float, scope: str) -> None:
     if scope != "code":
         return
     if len(_locked_codes) >= LOCK_MEMO_SIZE:
@@ -143,7 +143,7 @@ def check_context(
     )
 
 
-def _keys(resolved: Resolved, ctx: service.CheckContext) -> tuple[str, str, str]:
+def limit_keys(resolved: Resolved, ctx: service.CheckContext) -> tuple[str, str, str]:
     return (
         f"pin:code:{resolved.ref.code_id}",
         f"pin:client:{ctx.client_hash}",
@@ -164,7 +164,7 @@ async def do_check_pin(
     value = check_pin_format(pin)
     thresholds = await service.get_thresholds(session, resolved.ref.tenant_id)
     limiter = runtime.limiter
-    code_key, client_key, net_key = _keys(resolved, ctx)
+    code_key, client_key, net_key = limit_keys(resolved, ctx)
     code_period = thresholds.pin_lock_minutes * 60.0
     code_limit = thresholds.pin_attempts_per_code
     by_code, by_client, by_net = await asyncio.gather(
@@ -174,7 +174,7 @@ async def do_check_pin(
     )
     for scope, decision in (("code", by_code), ("client", by_client), ("network", by_net)):
         if not decision.allowed:
-            _remember_lock(resolved.ref.serial, decision.retry_after, scope)
+            remember_lock(resolved.ref.serial, decision.retry_after, scope)
             return Answer(m.LOCKED, retry_after_seconds=_retry(decision), locked_by=scope)
     assert resolved.batch.pin_key_version is not None
     key = await pin_key(session, runtime.crypto, resolved.ref.tenant_id, resolved.batch.pin_key_version)

@@ -42,7 +42,7 @@ def machine() -> dict[str, Any]:
 
 
 def _load_builtin() -> None:
-    from zhongtai.bench import codes, custody, geo, http, ledger, lottery, scan, trace  # noqa: F401
+    from zhongtai.bench import codes, custody, flashsale, geo, http, ledger, lottery, rewards, scan, trace  # noqa: F401
 
 
 def run(name: str, **options: Any) -> dict[str, Any]:

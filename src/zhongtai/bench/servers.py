@@ -176,8 +176,8 @@ def _healthy(port: int) -> bool:
         conn.close()
 
 
-def granian_command(target: str, port: int) -> list[str]:
-    """The same granian settings as `zhongtai serve`, with one worker; `target` is a factory."""
+def granian_command(target: str, port: int, workers: int = 1) -> list[str]:
+    """The same granian settings as `zhongtai serve`, with `workers` processes; `target` is a factory."""
     return [
         sys.executable,
         "-m",
@@ -190,7 +190,7 @@ def granian_command(target: str, port: int) -> list[str]:
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--no-access-log",
         "--log-level",
         "warning",
@@ -231,14 +231,14 @@ def _process_cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def serve(tier: Tier, factory: str, *, label: str) -> Iterator[RunningServer]:
+def serve(tier: Tier, factory: str, *, label: str, workers: int = 1) -> Iterator[RunningServer]:
     """Start granian serving `factory` with the tier's environment; yield it once /healthz answers."""
     port = free_port()
     log = tier.data_dir / f"{label}.log"
     with log.open("wb") as output:
         # A session of its own: Ctrl-C reaches only us, and we stop the server in order.
         process = subprocess.Popen(  # noqa: S603 -- our own interpreter and arguments, no shell
-            granian_command(factory, port),
+            granian_command(factory, port, workers),
             env=tier.env,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -64,6 +64,7 @@ from zhongtai.trace.view import trace_of
 TIERS = ("embedded", "postgres")
 DEFAULT_EVENTS = {"postgres": 10_000_000, "embedded": 1_000_000}
 DEFAULT_DOCUMENTS = 100
+DEFAULT_CLIENTS = 4  # concurrent capture clients of the second capture figure (ZT_BENCH_TRACE_CLIENTS)
 EVENTS_PER_DOCUMENT = 100
 EVENTS_PER_FILLER_ITEM = 10
 LOAD_CHUNK = 200_000
@@ -105,6 +106,11 @@ def events_from_env(tier: str) -> int:
     )
     value = raw.replace("_", "").replace(",", "")
     return int(value) if value else DEFAULT_EVENTS[tier]
+
+
+def clients_from_env() -> int:
+    value = os.environ.get("ZT_BENCH_TRACE_CLIENTS", "").replace("_", "")
+    return int(value) if value else DEFAULT_CLIENTS
 
 
 def documents_from_env() -> int:
@@ -232,6 +238,31 @@ async def _capture(database: Database, tenant_id: uuid.UUID, documents: list[dic
     return elapsed
 
 
+async def _capture_concurrently(
+    database: Database, tenant_id: uuid.UUID, documents: list[dict[str, Any]], clients: int
+) -> float:
+    """`clients` capture clients at once, each taking the next document as soon as its previous one is
+    stored (each document in its own unit of work, as requests are) → wall-clock seconds for all."""
+    actor = servers.bench_actor(tenant_id)
+    queue = list(reversed(documents))
+    done = 0
+
+    async def client() -> None:
+        nonlocal done
+        while queue:
+            document = queue.pop()
+            async with database.unit_of_work(tenant_id=tenant_id) as session:
+                job = await capture.do_receive(session, actor, document)
+            if job.stored_count != EVENTS_PER_DOCUMENT:
+                raise RuntimeError(f"capture stored {job.stored_count} of {EVENTS_PER_DOCUMENT} events: {job.errors}")
+            done += EVENTS_PER_DOCUMENT
+            _report(f"capture ×{clients}", done, len(documents) * EVENTS_PER_DOCUMENT, EVENTS_PER_DOCUMENT)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return time.perf_counter() - started
+
+
 def _stored_rows(tenant_id: uuid.UUID, document: dict[str, Any]) -> list[tuple[dict[str, Any], list[str]]]:
     """The rows capture stores for a document's events (hash IDs made up: nothing is hashed here)."""
     rows = []
@@ -260,8 +291,9 @@ def _stored_rows(tenant_id: uuid.UUID, document: dict[str, Any]) -> list[tuple[d
     return rows
 
 
-async def _raw_insert_postgres(database: Database, tenant_id: uuid.UUID, documents: list[dict[str, Any]]) -> float:
-    """Best effort: asyncpg, two prepared statements of column arrays per document, one transaction each."""
+def _raw_columns(
+    tenant_id: uuid.UUID, documents: list[dict[str, Any]]
+) -> list[tuple[list[tuple[dict[str, Any], list[str]]], list[list[Any]], list[str]]]:
     prepared = []
     for document in documents:
         rows = _stored_rows(tenant_id, document)
@@ -282,22 +314,50 @@ async def _raw_insert_postgres(database: Database, tenant_id: uuid.UUID, documen
         ]
         bodies = [json.dumps(row["body"]) for row, _ in rows]
         prepared.append((rows, columns, bodies))
+    return prepared
+
+
+async def _raw_insert_one(raw: Any, tenant_id: uuid.UUID, rows: Any, columns: Any, bodies: Any) -> None:
+    async with raw.transaction():
+        inserted = await raw.fetch(_RAW_EVENTS_SQL, tenant_id, START, *columns, bodies)
+        pk_of = {hash_id: pk for pk, hash_id in inserted}
+        epcs = [(pk_of[row["hash_id"]], models.EPC, epc) for row, epcs in rows for epc in epcs]
+        await raw.execute(_RAW_EPCS_SQL, tenant_id, *(list(column) for column in zip(*epcs, strict=True)))
+
+
+async def _raw_insert_postgres(database: Database, tenant_id: uuid.UUID, documents: list[dict[str, Any]]) -> float:
+    """Best effort: asyncpg, two prepared statements of column arrays per document, one transaction each."""
+    prepared = _raw_columns(tenant_id, documents)
     elapsed = 0.0
     async with database.engine.connect() as connection:
         raw: Any = (await connection.get_raw_connection()).driver_connection
         for number, (rows, columns, bodies) in enumerate(prepared, 1):
             started = time.perf_counter()
-            async with raw.transaction():
-                inserted = await raw.fetch(_RAW_EVENTS_SQL, tenant_id, START, *columns, bodies)
-                pk_of = {hash_id: pk for pk, hash_id in inserted}
-                epcs = [(pk_of[row["hash_id"]], models.EPC, epc) for row, epcs in rows for epc in epcs]
-                await raw.execute(_RAW_EPCS_SQL, tenant_id, *(list(column) for column in zip(*epcs, strict=True)))
+            await _raw_insert_one(raw, tenant_id, rows, columns, bodies)
             elapsed += time.perf_counter() - started
             _report(
                 "raw insert", number * EVENTS_PER_DOCUMENT, len(prepared) * EVENTS_PER_DOCUMENT, EVENTS_PER_DOCUMENT
             )
         await connection.rollback()
     return elapsed
+
+
+async def _raw_insert_concurrently(
+    database: Database, tenant_id: uuid.UUID, documents: list[dict[str, Any]], clients: int
+) -> float:
+    """The raw insert from `clients` connections at once (PostgreSQL) → wall-clock seconds for all."""
+    queue = list(reversed(_raw_columns(tenant_id, documents)))
+
+    async def client() -> None:
+        async with database.engine.connect() as connection:
+            raw: Any = (await connection.get_raw_connection()).driver_connection
+            while queue:
+                await _raw_insert_one(raw, tenant_id, *queue.pop())
+            await connection.rollback()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return time.perf_counter() - started
 
 
 async def _raw_insert(database: Database, tenant_id: uuid.UUID, documents: list[dict[str, Any]]) -> float:
@@ -586,12 +646,40 @@ def _report(label: str, done: int, total: int, increment: int) -> None:
         progress.print(f"  {label:10} {done:>12,} / {total:,}")
 
 
-def _run_tier(tier: str, total: int, documents: int) -> dict[str, Any]:
+def _capture_figures(tier: str, documents: int, clients: int) -> dict[str, Any]:
     events = documents * EVENTS_PER_DOCUMENT
     progress.print(f"[bold]{tier} tier[/bold]: capture of {documents} documents of {EVENTS_PER_DOCUMENT} events")
     with servers.migrated_database(tier, "trace") as settings:
-        capture_seconds, raw_seconds = asyncio.run(_raw_insert_then_capture(settings, documents))
+        seconds = asyncio.run(_raw_insert_then_capture(settings, documents, clients))
+    capture_seconds, raw_seconds = seconds["capture"], seconds["raw"]
     progress.print(f"  capture {events / capture_seconds:,.0f} events/s, raw insert {events / raw_seconds:,.0f} rows/s")
+    figures: dict[str, Any] = {
+        f"{tier}_capture_events": events,
+        f"{tier}_capture_events_per_s": round(events / capture_seconds),
+        f"{tier}_capture_seconds": round(capture_seconds, 2),
+        f"{tier}_raw_insert_events_per_s": round(events / raw_seconds),
+        f"{tier}_raw_insert_seconds": round(raw_seconds, 2),
+        f"{tier}_capture_ratio_to_raw_insert": round(raw_seconds / capture_seconds, 3),
+    }
+    if "capture_concurrent" in seconds:
+        concurrent, raw_concurrent = seconds["capture_concurrent"], seconds["raw_concurrent"]
+        progress.print(
+            f"  {clients} clients: capture {events / concurrent:,.0f} events/s,"
+            f" raw insert {events / raw_concurrent:,.0f} rows/s"
+        )
+        figures.update(
+            {
+                f"{tier}_capture_clients": clients,
+                f"{tier}_capture_concurrent_events_per_s": round(events / concurrent),
+                f"{tier}_raw_insert_concurrent_events_per_s": round(events / raw_concurrent),
+                f"{tier}_capture_concurrent_ratio_to_raw_insert": round(raw_concurrent / concurrent, 3),
+            }
+        )
+    return figures
+
+
+def _run_tier(tier: str, total: int, documents: int, clients: int = DEFAULT_CLIENTS) -> dict[str, Any]:
+    capture_figures = _capture_figures(tier, documents, clients)
     progress.print(f"[bold]{tier} tier[/bold]: trace and proofs among {total:,} stored events")
     keep = os.environ.get("ZT_BENCH_TRACE_KEEP", "") if tier == "postgres" else ""
     if keep:
@@ -607,12 +695,7 @@ def _run_tier(tier: str, total: int, documents: int) -> dict[str, Any]:
         f"proof p50 {statistics.median(proof_ms):.2f} ms, p95 {percentile(proof_ms, 0.95):.2f} ms"
     )
     return {
-        f"{tier}_capture_events": events,
-        f"{tier}_capture_events_per_s": round(events / capture_seconds),
-        f"{tier}_capture_seconds": round(capture_seconds, 2),
-        f"{tier}_raw_insert_events_per_s": round(events / raw_seconds),
-        f"{tier}_raw_insert_seconds": round(raw_seconds, 2),
-        f"{tier}_capture_ratio_to_raw_insert": round(raw_seconds / capture_seconds, 3),
+        **capture_figures,
         f"{tier}_stored_events": result["log_size"],
         f"{tier}_bulk_load_seconds": round(result["load_seconds"], 1),
         f"{tier}_trace_entries": result["trace_entries"],
@@ -632,11 +715,14 @@ def _run_tier(tier: str, total: int, documents: int) -> dict[str, Any]:
     }
 
 
-async def _raw_insert_then_capture(settings: Settings, documents: int) -> tuple[float, float]:
-    """Two brands of one database: the raw inserts, then the capture path. One untimed document each
-    first, then ANALYZE (as autovacuum would have done on any database in use), so that the planner
-    knows the tables hold one brand's rows rather than guessing from an empty catalogue."""
+async def _raw_insert_then_capture(settings: Settings, documents: int, clients: int = 1) -> dict[str, float]:
+    """Two brands of one database: the raw inserts, then the capture path — one document at a time,
+    then (with `clients` > 1) from `clients` concurrent clients, each way beside its raw insert.
+    One untimed document each first, then ANALYZE (as autovacuum would have done on any database in
+    use), so that the planner knows the tables hold one brand's rows rather than guessing from an
+    empty catalogue. Seconds per part."""
     database = Database(settings)
+    seconds: dict[str, float] = {}
     try:
         raw_brand, capture_brand = await _brand(database), await _brand(database)
         await _raw_insert(database, raw_brand, capture_documents(1, "r"))
@@ -646,11 +732,18 @@ async def _raw_insert_then_capture(settings: Settings, documents: int) -> tuple[
                 await connection.execute(text("COMMIT"))
                 for table in (EVENTS.name, EVENT_EPCS.name, NODES.name):
                     await connection.execute(text(f"ANALYZE {table}"))
-        raw = await _raw_insert(database, raw_brand, capture_documents(documents, "R"))
-        captured = await _capture(database, capture_brand, capture_documents(documents, "C"))
+        seconds["raw"] = await _raw_insert(database, raw_brand, capture_documents(documents, "R"))
+        seconds["capture"] = await _capture(database, capture_brand, capture_documents(documents, "C"))
+        if clients > 1 and database.dialect == "postgresql":
+            seconds["raw_concurrent"] = await _raw_insert_concurrently(
+                database, raw_brand, capture_documents(documents, "S"), clients
+            )
+            seconds["capture_concurrent"] = await _capture_concurrently(
+                database, capture_brand, capture_documents(documents, "D"), clients
+            )
     finally:
         await database.dispose()
-    return captured, raw
+    return seconds
 
 
 @benchmark("trace", "EPCIS capture vs raw inserts, the full trace of one code and inclusion proofs among N events")
@@ -676,11 +769,12 @@ def run_trace_benchmark(
         sizes[tier] = events if events is not None else events_from_env(tier)
         if sizes[tier] < 1:
             raise ValueError("the number of stored events must be at least 1")
-        figures.update(_run_tier(tier, sizes[tier], document_count))
+        figures.update(_run_tier(tier, sizes[tier], document_count, clients_from_env()))
     return {
         "filler_events": sizes,
         "documents": document_count,
         "events_per_document": EVENTS_PER_DOCUMENT,
+        "capture_clients": clients_from_env(),
         "runs": RUNS,
         "tiers": wanted,
         **({"skipped_tiers": skipped} if skipped else {}),

@@ -30,6 +30,8 @@ lottery_app = typer.Typer(no_args_is_help=True, help="Reservation lotteries.")
 app.add_typer(lottery_app, name="lottery")
 ledger_app = typer.Typer(no_args_is_help=True, help="The double-entry ledger.")
 app.add_typer(ledger_app, name="ledger")
+flashsale_app = typer.Typer(no_args_is_help=True, help="Flash sales.")
+app.add_typer(flashsale_app, name="flashsale")
 
 out = Console()
 err = Console(stderr=True)
@@ -297,6 +299,53 @@ def lottery_verify(
         return
     err.print("[red]the draw does NOT match its public data[/red]")
     raise typer.Exit(code=1)
+
+
+@flashsale_app.command("worker")
+def flashsale_worker(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="stream entries per transaction")] = 1000,
+    claim_idle_ms: Annotated[
+        int, typer.Option(min=0, help="take over entries another persister read this long ago and never acknowledged")
+    ] = 30_000,
+    name: Annotated[
+        str | None, typer.Option(help="consumer name in the stream group (default: host-pid-random)")
+    ] = None,
+) -> None:
+    """Turn accepted flash-sale buys into orders in batches: from the Redis streams, or from the
+    purchases the embedded gate queued (any number may run)."""
+    from zhongtai.core.logs import configure_logging
+    from zhongtai.core.runtime import Runtime
+    from zhongtai.domains import load_all
+    from zhongtai.flashsale.persister import Persister, QueuedPersister
+
+    settings = _settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    load_all()  # orders schedule their expiry jobs: every job topic must be known
+
+    async def main() -> None:
+        runtime = Runtime(settings)
+        persister: Persister | QueuedPersister
+        if runtime.redis is not None and settings.flashsale_gate != "database":
+            persister = Persister(
+                runtime.db,
+                runtime.redis,
+                settings.redis_prefix,
+                name=name,
+                batch_size=batch_size,
+                claim_idle_ms=claim_idle_ms,
+            )
+        else:
+            persister = QueuedPersister(runtime.db, batch_size=batch_size)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await persister.run_forever(stop)
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())
 
 
 if __name__ == "__main__":

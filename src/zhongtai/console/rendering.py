@@ -33,6 +33,9 @@ TEMPLATE_DIRS = [
     Path(__file__).parent.parent / "members" / "templates",
     Path(__file__).parent.parent / "ledger" / "templates",
     Path(__file__).parent.parent / "lottery" / "templates",
+    Path(__file__).parent.parent / "sales" / "templates",
+    Path(__file__).parent.parent / "rewards" / "templates",
+    Path(__file__).parent.parent / "flashsale" / "templates",
 ]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)
 
@@ -69,10 +72,17 @@ NAV: list[NavItem] = [
     NavItem("/console/channel/stores", "Stores", "store", "channel.read"),
     NavItem("/console/channel/guides", "Shopping guides", "users", "channel.read"),
     NavItem("/console/channel/map", "Channel map", "globe", "channel.read"),
+    NavItem("/console/channel/diversion", "Diversion alerts", "alert", "channel.read"),
     NavItem("/console/members/identities", "Verified members", "user", "members.read"),
     NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read"),
+    NavItem("/console/rewards/rules", "Reward rules", "gift", "rewards.read"),
+    NavItem("/console/rewards/pools", "Fee pools", "chart", "rewards.read"),
+    NavItem("/console/rewards/review", "Reward review", "alert", "rewards.read"),
+    NavItem("/console/rewards/payouts", "Payouts", "list", "rewards.read"),
     NavItem("/console/authenticity/reports", "Counterfeit reports", "alert", "authenticity.reports.read"),
     NavItem("/console/lottery", "Lotteries", "gift", "lottery.read"),
+    NavItem("/console/sales/orders", "Orders", "list", "sales.read"),
+    NavItem("/console/flashsale", "Flash sales", "tag", "flashsale.read"),
     NavItem("/console/authenticity/alerts", "Clone alerts", "alert", "authenticity.read"),
     NavItem("/console/authenticity/stats", "Scan statistics", "chart", "authenticity.read"),
     NavItem("/console/authenticity/scans", "Scan history", "search", "authenticity.read"),

@@ -59,6 +59,22 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+async def pg_driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under a PostgreSQL session's transaction, the transaction begun on it.
+
+    For hot paths that send fixed statement texts straight to the driver (asyncpg prepares each
+    once per connection) inside the session's unit of work: no SQLAlchemy compile, bind or result
+    processing. SQLAlchemy's asyncpg adapter begins its transaction lazily, at its first statement;
+    here it is begun the same way if nothing ran yet, so what goes through the driver commits or
+    rolls back with the session.
+    """
+    connection = await session.connection()
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    if adapted._transaction is None:  # what the adapter's own cursor checks before a statement
+        await adapted._start_transaction()
+    return adapted.driver_connection
+
+
 class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -19,6 +21,15 @@ from zhongtai.core.settings import Settings
 from zhongtai.core.sms import SandboxSmsSender, SmsSender
 
 log = logging.getLogger("zhongtai.runtime")
+
+# Background loops a module runs in every process that runs the in-process worker (e.g. the scan
+# stream worker of authenticity): `loop(runtime, stop)` returns when `stop` is set.
+BackgroundLoop = Callable[["Runtime", asyncio.Event], Coroutine[Any, Any, None]]
+BACKGROUND: dict[str, BackgroundLoop] = {}
+
+
+def register_background(name: str, loop: BackgroundLoop) -> None:
+    BACKGROUND[name] = loop
 
 
 class Runtime:
@@ -36,6 +47,7 @@ class Runtime:
         self._worker_stop = asyncio.Event()
         self._worker_task: asyncio.Task[None] | None = None
         self.worker: Worker | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     @property
     def tier(self) -> str:
@@ -50,6 +62,9 @@ class Runtime:
             self._worker_task = asyncio.create_task(
                 self.worker.run_forever(self._worker_stop, poll_seconds=self.settings.worker_poll_seconds)
             )
+            self._background = [
+                asyncio.create_task(loop(self, self._worker_stop), name=name) for name, loop in BACKGROUND.items()
+            ]
 
     async def stop(self) -> None:
         if self._worker_task is not None:
@@ -57,6 +72,11 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._worker_task, timeout=10)
             self._worker_task = None
+        for task in self._background:
+            self._worker_stop.set()
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(task, timeout=10)
+        self._background = []
         if self.redis is not None:
             await self.redis.aclose()
         await self.db.dispose()

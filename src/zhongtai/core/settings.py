@@ -73,6 +73,22 @@ class Settings(BaseSettings):
         ge=1,
         description="requests per minute per network address on the public scan pages and PIN checks",
     )
+    scan_write_behind: bool = Field(
+        default=True,
+        description="PostgreSQL + Redis: PIN checks decided in Redis, scans persisted by a stream worker "
+        "(docs/authenticity.md); off, or on the embedded tier, each check is one database transaction",
+    )
+
+    flashsale_gate: Literal["auto", "redis", "database"] = Field(
+        default="auto",
+        description="where flash-sale stock is taken: Redis when configured (auto), or one SQL row (database)",
+    )
+    flashsale_requests_per_second_per_address: int = Field(
+        default=200, ge=1, description="buy requests per second per network address, per server process"
+    )
+    flashsale_requests_per_minute_per_member: int = Field(
+        default=60, ge=1, description="buy requests per minute per member, per server process"
+    )
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

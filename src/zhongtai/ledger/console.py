@@ -31,6 +31,7 @@ KIND_LABELS = {
     "points": "Points",
     "points_issued": "Points issued",
     "suspense": "Suspense",
+    "payment_clearing": "Payment clearing",
 }
 assert set(KIND_LABELS) == service.ACCOUNT_KINDS
 

@@ -62,6 +62,7 @@ ACCOUNT_KINDS = frozenset(
         "points",  # member points balances
         "points_issued",  # the source of member points
         "suspense",  # amounts awaiting review
+        "payment_clearing",  # what payers paid in through a payment provider (sales), no floor
     }
 )
 REVERSAL_KIND = "reversal"

@@ -15,15 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, delete, func, insert, literal, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.catalog.models import Product
 from zhongtai.core import jobs
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
+from zhongtai.core.db import pg_driver
 from zhongtai.core.errors import ValidationFailed
+from zhongtai.core.ids import new_id
 from zhongtai.geo import Point, distance_km
 from zhongtai.lottery import rules
 from zhongtai.lottery.errors import (
@@ -207,6 +210,47 @@ async def do_enter(
     if lottery.status != SESSION_COMMITTED or not lottery.opens_at <= now < lottery.closes_at:
         raise NotOpen(opens_at=lottery.opens_at.isoformat(), closes_at=lottery.closes_at.isoformat())
     identity = await members.check_eligible(session, consumer_id, minimum_age=lottery.minimum_age)
+    entry = LotteryEntry(
+        id=new_id(),
+        tenant_id=lottery.tenant_id,
+        session_id=session_id,
+        product_id=product_id,
+        store_id=store_id,
+        consumer_id=consumer_id,
+        identity_hash=identity.id_hash,
+        entrant=entrant_of(crypto, session_id, consumer_id),
+        excluded_reason=None,
+        created_at=now,
+    )
+    # One statement: the entry, if the store offers the product in this session and the member has
+    # no entry for it yet (the unique constraint decides, also between racing requests).
+    entries = cast(Table, LotteryEntry.__table__)
+    stock = cast(Table, LotteryStock.__table__)
+    values = {column: getattr(entry, column) for column in _ENTRY_INSERT_COLUMNS}
+    offered = select(
+        *(literal(values[column], type_=entries.c[column].type) for column in _ENTRY_INSERT_COLUMNS)
+    ).where(
+        select(stock.c.quantity)
+        .where(
+            stock.c.tenant_id == lottery.tenant_id,
+            stock.c.session_id == session_id,
+            stock.c.store_id == store_id,
+            stock.c.product_id == product_id,
+            stock.c.quantity > 0,
+        )
+        .exists()
+    )
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    inserted = await session.execute(
+        insert_(entries)
+        .from_select(list(_ENTRY_INSERT_COLUMNS), offered)
+        .on_conflict_do_nothing()
+        .returning(entries.c.id)
+    )
+    if inserted.scalar_one_or_none() is not None:
+        return entry, True
+    # Not inserted: an entry of this member for this product exists (a retry, or a parallel request
+    # that won), or the store does not offer the product.
     existing = await session.scalar(
         select(LotteryEntry).where(
             LotteryEntry.session_id == session_id,
@@ -218,48 +262,35 @@ async def do_enter(
         if existing.store_id == store_id:
             return existing, False
         raise AlreadyEntered(entry_id=str(existing.id))
-    offered = await session.scalar(
-        select(LotteryStock.quantity).where(
-            LotteryStock.session_id == session_id,
-            LotteryStock.store_id == store_id,
-            LotteryStock.product_id == product_id,
-        )
-    )
-    if not offered:
-        raise NotOffered()
-    entry = LotteryEntry(
-        session_id=session_id,
-        product_id=product_id,
-        store_id=store_id,
-        consumer_id=consumer_id,
-        identity_hash=identity.id_hash,
-        entrant=entrant_of(crypto, session_id, consumer_id),
-    )
-    try:
-        async with session.begin_nested():
-            session.add(entry)
-            await session.flush()
-    except IntegrityError:
-        # A parallel request of the same member won: a retry of the same choice gets its entry.
-        winner = await session.scalar(
-            select(LotteryEntry).where(
-                LotteryEntry.session_id == session_id,
-                LotteryEntry.product_id == product_id,
-                LotteryEntry.consumer_id == consumer_id,
-            )
-        )
-        if winner is not None and winner.store_id == store_id:
-            return winner, False
-        raise AlreadyEntered(entry_id=str(winner.id) if winner else None) from None
-    return entry, True
+    raise NotOffered()
 
 
-async def entry_counts(session: AsyncSession, session_id: uuid.UUID) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
-    rows = await session.execute(
+_ENTRY_INSERT_COLUMNS = (
+    "id",
+    "tenant_id",
+    "session_id",
+    "product_id",
+    "store_id",
+    "consumer_id",
+    "identity_hash",
+    "entrant",
+    "excluded_reason",
+    "created_at",
+)
+
+
+async def entry_counts(
+    session: AsyncSession, session_id: uuid.UUID, *, eligible_only: bool = False
+) -> dict[tuple[uuid.UUID, uuid.UUID], int]:
+    """Entries per (store, product); with `eligible_only`, those not excluded."""
+    statement = (
         select(LotteryEntry.store_id, LotteryEntry.product_id, func.count())
         .where(LotteryEntry.session_id == session_id)
         .group_by(LotteryEntry.store_id, LotteryEntry.product_id)
     )
+    if eligible_only:
+        statement = statement.where(LotteryEntry.excluded_reason.is_(None))
+    rows = await session.execute(statement)
     return {(store, product): count for store, product, count in rows.all()}
 
 
@@ -400,6 +431,16 @@ async def _mark_exclusions(session: AsyncSession, lottery: LotterySession) -> in
     return excluded
 
 
+# Every frozen entry's leaf hash, in leaf order (`entry_rows`' order: by entry id).
+_PG_LEAF_HASHES_SQL = (
+    "SELECT sha256('\\x00'::bytea || convert_to('"  # noqa: S608 - fixed texts only
+    + rules.ALGORITHM
+    + "|' || id::text || '|' || product_id::text || '|' || store_id::text || '|' || entrant || '|'"
+    " || coalesce(excluded_reason, ''), 'UTF8'))"
+    " FROM lottery_entries WHERE tenant_id = $1 AND session_id = $2 ORDER BY id"
+)
+
+
 async def do_close(session: AsyncSession, lottery: LotterySession) -> LotterySession:
     """Freeze the entries, apply exclusions, publish the entries root. Idempotent."""
     if lottery.status in (SESSION_CLOSED, SESSION_DRAWN):
@@ -419,9 +460,19 @@ async def do_close(session: AsyncSession, lottery: LotterySession) -> LotterySes
         return lottery  # a parallel close did it
     excluded = await _mark_exclusions(session, lottery)
     tree = rules.StreamingTree(keep_from_level=STORED_LEVEL)
-    async for batch in entry_rows(session, lottery):
-        for row in batch:
-            tree.add(hashlib.sha256(b"\x00" + leaf_of(row)).digest())
+    if session.get_bind().dialect.name == "postgresql":
+        # The leaf hashes computed by the database, in leaf order, fetched in batches: only the tree
+        # is built here (PostgreSQL hashes the next batch while this one is added).
+        driver = await pg_driver(session)
+        cursor = await driver.cursor(_PG_LEAF_HASHES_SQL, lottery.tenant_id, lottery.id)
+        while batch := await cursor.fetch(FETCH_BATCH):
+            add = tree.add
+            for (leaf_hash,) in batch:
+                add(leaf_hash)
+    else:
+        async for batch in entry_rows(session, lottery):
+            for row in batch:
+                tree.add(hashlib.sha256(b"\x00" + leaf_of(row)).digest())
     if tree.kept:
         rows = [
             {"tenant_id": lottery.tenant_id, "session_id": lottery.id, "level": lvl, "node_index": i, "hash": h}
@@ -468,6 +519,166 @@ async def do_draw(
     server_seed = server_seed_of(crypto, lottery)
     seed = rules.draw_seed(server_seed, bytes.fromhex(lottery.entries_root), beacon)
     stock = {(str(s.store_id), str(s.product_id)): s.quantity for s in await stock_of(session, lottery.id)}
+    now = utcnow()
+    due = now + timedelta(hours=lottery.payment_hours)
+    if session.get_bind().dialect.name == "postgresql":
+        winners_count = await _draw_in_database(session, lottery, seed, stock, now=now, due=due)
+    else:
+        winners_count = await _draw_in_process(session, lottery, seed, stock, now=now, due=due)
+    await session.refresh(lottery)
+    lottery.beacon = beacon
+    lottery.draw_seed = seed.hex()
+    lottery.server_seed = server_seed.hex()
+    lottery.drawn_at = now
+    lottery.winners_count = winners_count
+    await session.flush()
+    await jobs.enqueue(
+        session, NOTIFY_TOPIC, {"session_id": str(lottery.id)}, dedupe_key=f"{NOTIFY_TOPIC}:{lottery.id}"
+    )
+    await jobs.enqueue(
+        session,
+        FORFEIT_TOPIC,
+        {"session_id": str(lottery.id)},
+        dedupe_key=f"{FORFEIT_TOPIC}:{lottery.id}",
+        delay_seconds=lottery.payment_hours * 3600 + 1,
+    )
+    return lottery
+
+
+# The draw inside PostgreSQL: every entry's leaf hash and HMAC score computed by the database (the
+# built-in sha256(); HMAC-SHA256 as RFC 2104 writes it, with the key's inner and outer pads given),
+# so that no entry crosses the wire. Only the candidates of each group are ranked: entries whose
+# score lies below a per-group bound chosen so that about 4k + 32 of a group's n entries fall under
+# it (scores are uniform). A group with fewer than min(k, n) candidates is ranked again over all its
+# entries, so the winners are exactly the k lowest scores whatever the bound.
+# The leaf's middle, `|<product_id>|<store_id>|`, is the group's (given with it), so that each entry
+# costs one UUID's text and one concatenation before its three SHA-256 computations.
+_PG_LEAF_HASH = (
+    "sha256('\\x00'::bytea || convert_to('"
+    + rules.ALGORITHM
+    + "|' || e.id::text || g.middle || e.entrant || '|', 'UTF8'))"
+)
+_PG_SCORE = f"sha256($4::bytea || sha256($3::bytea || {_PG_LEAF_HASH}))"
+# The winners of the given groups: candidates under each group's bound (none: every entry), ranked
+# by score then entry id; a group's rows only when its candidates were enough (`found >= k`), so that
+# a short group is ranked again without a bound. A read-only query, so PostgreSQL may scan in parallel.
+_PG_DRAW_SQL = (
+    "SELECT r.id, r.consumer_id, r.store_id, r.product_id, r.rank FROM ("  # noqa: S608 - fixed texts only
+    " SELECT c.id, c.consumer_id, c.store_id, c.product_id, c.k, c.bound,"
+    " row_number() OVER (PARTITION BY c.store_id, c.product_id ORDER BY c.score, c.id) AS rank,"
+    " count(*) OVER (PARTITION BY c.store_id, c.product_id) AS found"
+    " FROM (SELECT e.id, e.consumer_id, e.store_id, e.product_id, g.k, g.bound, " + _PG_SCORE + " AS score"
+    " FROM lottery_entries AS e"
+    " JOIN unnest($5::uuid[], $6::uuid[], $7::int[], $8::bytea[], $9::text[])"
+    " AS g(store_id, product_id, k, bound, middle)"
+    " ON g.store_id = e.store_id AND g.product_id = e.product_id"
+    " WHERE e.tenant_id = $1 AND e.session_id = $2 AND e.excluded_reason IS NULL OFFSET 0) AS c"
+    " WHERE c.bound IS NULL OR c.score < c.bound"
+    ") AS r WHERE r.rank <= r.k AND (r.bound IS NULL OR r.found >= r.k)"
+)
+_PG_INSERT_WINS_SQL = (
+    "INSERT INTO lottery_wins (id, tenant_id, session_id, entry_id, consumer_id, product_id, store_id, rank,"
+    " status, payment_due_at, created_at)"
+    " SELECT w.id, $1, $2, w.entry_id, w.consumer_id, w.product_id, w.store_id, w.rank, $3, $4, $5"
+    " FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::int[])"
+    " AS w(id, entry_id, consumer_id, product_id, store_id, rank)"
+)
+
+
+def _hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """HMAC-SHA256's inner and outer key pads (RFC 2104; a key of at most 64 bytes is zero-padded)."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\x00")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+CANDIDATES_PER_GROUP = 4  # × stock, + 32: the expected candidates of a group below its bound
+
+
+def _score_bound(k: int, n: int) -> bytes | None:
+    """The bound under which about 4k + 32 of n uniform 256-bit scores fall; None: rank them all."""
+    wanted = CANDIDATES_PER_GROUP * k + 32
+    if wanted >= n:
+        return None
+    return ((wanted << 256) // n).to_bytes(32, "big")
+
+
+async def _draw_in_database(
+    session: AsyncSession,
+    lottery: LotterySession,
+    seed: bytes,
+    stock: dict[tuple[str, str], int],
+    *,
+    now: datetime,
+    due: datetime,
+) -> int:
+    """Rank inside PostgreSQL (see `_PG_DRAW_SQL`), then insert the wins with one statement."""
+    counts = await entry_counts(session, lottery.id, eligible_only=True)
+    wanted: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+    pending: list[tuple[uuid.UUID, uuid.UUID, int, bytes | None]] = []
+    for (store, product), k in sorted(stock.items()):
+        key = (uuid.UUID(store), uuid.UUID(product))
+        n = counts.get(key, 0)
+        if k > 0 and n > 0:
+            wanted[key] = min(k, n)
+            pending.append((*key, k, _score_bound(k, n)))
+    inner, outer = _hmac_pads(seed)
+    driver = await pg_driver(session)
+    winners: list[Any] = []
+    while pending:
+        rows = await driver.fetch(
+            _PG_DRAW_SQL,
+            lottery.tenant_id,
+            lottery.id,
+            inner,
+            outer,
+            [g[0] for g in pending],
+            [g[1] for g in pending],
+            [g[2] for g in pending],
+            [g[3] for g in pending],
+            [f"|{g[1]}|{g[0]}|" for g in pending],
+        )
+        winners.extend(rows)
+        found: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+        for row in rows:
+            key = (row["store_id"], row["product_id"])
+            found[key] = found.get(key, 0) + 1
+        # A group whose bound left fewer candidates than winners (a vanishing chance): every one of
+        # its entries, ranked again.
+        pending = [
+            (store, product, k, None)
+            for store, product, k, _ in pending
+            if found.get((store, product), 0) < wanted[(store, product)]
+        ]
+    if winners:
+        await driver.execute(
+            _PG_INSERT_WINS_SQL,
+            lottery.tenant_id,
+            lottery.id,
+            WIN_PENDING_PAYMENT,
+            due,
+            now,
+            [uuid.uuid4() for _ in winners],
+            [w["id"] for w in winners],
+            [w["consumer_id"] for w in winners],
+            [w["product_id"] for w in winners],
+            [w["store_id"] for w in winners],
+            [int(w["rank"]) for w in winners],
+        )
+    return len(winners)
+
+
+async def _draw_in_process(
+    session: AsyncSession,
+    lottery: LotterySession,
+    seed: bytes,
+    stock: dict[tuple[str, str], int],
+    *,
+    now: datetime,
+    due: datetime,
+) -> int:
+    """Every entry's leaf and score computed here, streamed in batches (SQLite)."""
     picker = rules.WinnerPicker(seed, stock)
     sha256 = hashlib.sha256
     async for batch in entry_rows(session, lottery):
@@ -475,8 +686,6 @@ async def do_draw(
             if row[4] is None:
                 picker.add(row[0], row[2], row[1], sha256(b"\x00" + leaf_of(row)).digest())
     winners = picker.winners()
-    now = utcnow()
-    due = now + timedelta(hours=lottery.payment_hours)
     if winners:
         consumer_of = await _consumers_of(session, [uuid.UUID(w.entry_id) for w in winners])
         # Core insert, tenant given explicitly: the ORM's bulk path costs more than the draw itself.
@@ -499,24 +708,7 @@ async def do_draw(
                 for w in winners
             ],
         )
-    await session.refresh(lottery)
-    lottery.beacon = beacon
-    lottery.draw_seed = seed.hex()
-    lottery.server_seed = server_seed.hex()
-    lottery.drawn_at = now
-    lottery.winners_count = len(winners)
-    await session.flush()
-    await jobs.enqueue(
-        session, NOTIFY_TOPIC, {"session_id": str(lottery.id)}, dedupe_key=f"{NOTIFY_TOPIC}:{lottery.id}"
-    )
-    await jobs.enqueue(
-        session,
-        FORFEIT_TOPIC,
-        {"session_id": str(lottery.id)},
-        dedupe_key=f"{FORFEIT_TOPIC}:{lottery.id}",
-        delay_seconds=lottery.payment_hours * 3600 + 1,
-    )
-    return lottery
+    return len(winners)
 
 
 async def _consumers_of(session: AsyncSession, entry_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
@@ -635,7 +827,9 @@ def result_of(lottery: LotterySession, entry: LotteryEntry, win: LotteryWin | No
 
 async def receipt(session: AsyncSession, lottery: LotterySession, entry: LotteryEntry) -> dict[str, Any]:
     leaf = FrozenEntry(entry.id, entry.product_id, entry.store_id, entry.entrant, entry.excluded_reason).leaf
-    win = await session.scalar(select(LotteryWin).where(LotteryWin.entry_id == entry.id))
+    win = None
+    if lottery.status == SESSION_DRAWN:  # wins exist only once drawn
+        win = await session.scalar(select(LotteryWin).where(LotteryWin.entry_id == entry.id))
     data: dict[str, Any] = {
         "entry_id": str(entry.id),
         "session_id": str(lottery.id),

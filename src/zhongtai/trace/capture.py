@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.core import jobs
 from zhongtai.core.clock import utcnow
+from zhongtai.core.ids import new_id
 from zhongtai.core.jobs import JobContext
 from zhongtai.core.principals import Principal
 from zhongtai.trace import epcis_schema, events
@@ -75,6 +76,8 @@ async def do_receive(
     session: AsyncSession, actor: Principal, document: Any, *, error_behaviour: str = "rollback"
 ) -> CaptureJob:
     event_list = check_document(document)
+    if len(event_list) <= INLINE_EVENT_LIMIT and session.get_bind().dialect.name == "postgresql":
+        return await _receive_postgres(session, actor, document, event_list, error_behaviour)
     job = CaptureJob(
         tenant_id=actor.tenant_id,
         error_behaviour=error_behaviour,
@@ -91,16 +94,9 @@ async def do_receive(
     return job
 
 
-async def run(
-    session: AsyncSession,
-    tenant_id: uuid.UUID,
-    job: CaptureJob,
-    document: dict[str, Any],
-    event_list: list[dict[str, Any]] | None = None,
-) -> None:
-    """Store a document's events and finish its capture job (`event_list` when already checked)."""
-    if event_list is None:
-        event_list = check_document(document)
+def _prepare_all(
+    document: dict[str, Any], event_list: list[dict[str, Any]]
+) -> tuple[list[events.PreparedEvent], list[Problem]]:
     namespaces = namespaces_of(document.get("@context"))
     context = events.extra_context(document.get("@context"))
     prepared: list[events.PreparedEvent] = []
@@ -118,6 +114,53 @@ async def run(
             )
         except events.EventProblem as exc:
             problems.append(exc.problem)
+    return prepared, problems
+
+
+async def _receive_postgres(
+    session: AsyncSession,
+    actor: Principal,
+    document: dict[str, Any],
+    event_list: list[dict[str, Any]],
+    error_behaviour: str,
+) -> CaptureJob:
+    """A document stored within the request on PostgreSQL: the events, their EPC rows and the
+    finished job in one statement (`events.store_capture`), then the log append."""
+    prepared, problems = _prepare_all(document, event_list)
+    created_at = utcnow()
+    row = {
+        "id": new_id(),
+        "error_behaviour": error_behaviour,
+        "event_count": len(event_list),
+        "created_by": actor.label,
+        "created_at": created_at,
+    }
+    outcome = await events.store_capture(session, actor.tenant_id, prepared, problems=problems, job=row)
+    # The row as stored, for the caller (not added to the session: it is written already).
+    return CaptureJob(
+        **row,
+        tenant_id=actor.tenant_id,
+        is_running=False,
+        is_success=not outcome.problems,
+        stored_count=outcome.stored,
+        duplicate_count=outcome.duplicates,
+        errors=events.job_errors(outcome.problems),
+        document=None,
+        finished_at=created_at,
+    )
+
+
+async def run(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    job: CaptureJob,
+    document: dict[str, Any],
+    event_list: list[dict[str, Any]] | None = None,
+) -> None:
+    """Store a document's events and finish its capture job (`event_list` when already checked)."""
+    if event_list is None:
+        event_list = check_document(document)
+    prepared, problems = _prepare_all(document, event_list)
     new, duplicates, conflicts = await events.check_new(session, tenant_id, prepared)
     problems.extend(conflicts)
     job.duplicate_count = duplicates
@@ -125,16 +168,7 @@ async def run(
         result = await events.do_store(session, tenant_id, new, capture_id=job.id)
         job.stored_count = len(result.stored)
         job.duplicate_count += result.duplicates
-    job.errors = [
-        {
-            "type": EpcisValidationError.epcis_type,
-            "title": "Event not captured",
-            "status": 400,
-            "detail": problem.message,
-            "pointer": problem.pointer,
-        }
-        for problem in sorted(problems, key=lambda p: p.pointer)
-    ]
+    job.errors = events.job_errors(problems)
     job.is_success = not problems
     job.is_running = False
     job.document = None

@@ -23,9 +23,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.core.clock import utcnow
+from zhongtai.core.db import pg_driver
 from zhongtai.trace import log, models
 from zhongtai.trace.epc import InvalidEpc, normalize_epc
 from zhongtai.trace.epcis_schema import Problem
+from zhongtai.trace.errors import EpcisValidationError
 from zhongtai.trace.hashing import cbv_term, event_hash_id, parse_time
 from zhongtai.trace.models import TraceEvent, TraceEventEpc
 
@@ -112,6 +114,39 @@ _PG_INSERT_EVENTS = text(
         )
     ),
 )
+
+
+# A capture document on PostgreSQL (`store_capture`): the events, their EPC rows and the finished
+# capture job in one statement sent to asyncpg itself. The job's counts come from the events'
+# RETURNING; its row is inserted by the last CTE, and the events' foreign key to it is checked at
+# the end of the statement, when it exists.
+_PG_CAPTURE_SQL = (
+    "WITH stored AS ("
+    "INSERT INTO trace_events (tenant_id, event_id, hash_id, event_type, action, event_time,"
+    " event_timezone_offset, record_time, biz_step, disposition, read_point, biz_location, capture_id, body, context)"
+    " SELECT $1, e.event_id, e.hash_id, e.event_type, e.action, e.event_time, e.event_timezone_offset,"
+    " $2, e.biz_step, e.disposition, e.read_point, e.biz_location, $3, CAST(e.body AS jsonb), CAST($4 AS jsonb)"
+    " FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[], $11::text[],"
+    " $12::text[], $13::text[], $14::text[], $15::text[]) WITH ORDINALITY"
+    " AS e(event_id, hash_id, event_type, action, event_time, event_timezone_offset, biz_step, disposition,"
+    " read_point, biz_location, body, position)"
+    " ORDER BY e.position"
+    " ON CONFLICT DO NOTHING RETURNING id, hash_id),"
+    " indexed AS ("
+    "INSERT INTO trace_event_epcs (tenant_id, event_pk, role, epc)"
+    " SELECT $1, stored.id, x.role, x.epc"
+    " FROM unnest($16::text[], $17::smallint[], $18::text[]) WITH ORDINALITY AS x(hash_id, role, epc, position)"
+    " JOIN stored ON stored.hash_id = x.hash_id ORDER BY x.position),"
+    " job AS ("
+    "INSERT INTO trace_capture_jobs (id, tenant_id, error_behaviour, is_running, is_success, event_count,"
+    " stored_count, duplicate_count, errors, document, created_by, created_at, finished_at)"
+    " SELECT $3, $1, $19, false, $20, $21, s.stored, $22 + cardinality($5::text[]) - s.stored,"
+    " CAST($23 AS jsonb), NULL, $24, $25, $2 FROM (SELECT count(*) AS stored FROM stored) AS s)"
+    " SELECT id, hash_id FROM stored"
+)
+# Events of a capture that were not inserted: stored meanwhile by another capture, or an eventID in use.
+_PG_OWNERS_SQL = "SELECT event_id, hash_id FROM trace_events WHERE tenant_id = $1 AND event_id = ANY($2::text[])"
+_PG_UNDO_SQL = "DELETE FROM trace_events WHERE tenant_id = $1 AND id = ANY($2::bigint[])"
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -247,7 +282,14 @@ async def check_new(
 ) -> tuple[list[PreparedEvent], int, list[Problem]]:
     """Split into events to store, a count of those already stored, and conflicts (an eventID
     already used by a different event)."""
-    stored = await _existing(session, tenant_id, events)
+    return split_new(events, await _existing(session, tenant_id, events))
+
+
+def split_new(
+    events: Sequence[PreparedEvent], stored: dict[str, str]
+) -> tuple[list[PreparedEvent], int, list[Problem]]:
+    """`check_new` given the stored events (event_id → hash_id) that share an eventID or a hash with
+    `events`; with none given, the duplicates and conflicts within `events` alone."""
     stored_hashes = set(stored.values())
     seen_ids: dict[str, str] = {}
     seen_hashes: set[str] = set()
@@ -373,6 +415,117 @@ async def _store_values(
         if epc_rows:
             await session.execute(insert(_EVENT_EPCS), epc_rows)
         result.stored.extend(new)
+
+
+@dataclass
+class CaptureOutcome:
+    stored: int
+    duplicates: int
+    problems: list[Problem]
+
+
+async def store_capture(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    prepared: Sequence[PreparedEvent],
+    *,
+    problems: list[Problem],
+    job: dict[str, Any],
+) -> CaptureOutcome:
+    """A capture document's events on PostgreSQL, with its finished capture job (`job`: id,
+    error_behaviour, event_count, created_by, created_at), in the caller's transaction.
+
+    One statement stores the events not seen before in the document (`ON CONFLICT DO NOTHING` on
+    both unique keys), their EPC rows and the job; then the log append. No query beforehand: only
+    when an event was not inserted is it looked up — a duplicate (stored by an earlier or a
+    concurrent capture: the conflicting insert waits for that one to commit, and this lookup reads
+    it) or a conflict (its eventID names a different event). A conflict under `rollback` takes the
+    document's events out again (their EPC rows go with them) before anything reaches the log.
+    """
+    behaviour = job["error_behaviour"]
+    new, duplicates, conflicts = split_new(prepared, {})
+    if problems or conflicts:
+        # Something is refused already (the rare path): look the stored events up first, as
+        # `check_new` does, so that a refused document's job counts its duplicates all the same.
+        new, duplicates, conflicts = await check_new(session, tenant_id, prepared)
+    problems = [*problems, *conflicts]
+    to_store = new if not problems or behaviour == "proceed" else []
+    epcs = [(e.hash_id, role, epc) for e in to_store for role, epc in e.epcs]
+    driver = await pg_driver(session)
+    record_time = utcnow()
+    inserted = await driver.fetch(
+        _PG_CAPTURE_SQL,
+        tenant_id,
+        record_time,
+        job["id"],
+        _json(to_store[0].context) if to_store else "null",
+        [e.event_id for e in to_store],
+        [e.hash_id for e in to_store],
+        [e.event_type for e in to_store],
+        [e.action for e in to_store],
+        [e.event_time for e in to_store],
+        [e.event_timezone_offset for e in to_store],
+        [e.biz_step for e in to_store],
+        [e.disposition for e in to_store],
+        [e.read_point for e in to_store],
+        [e.biz_location for e in to_store],
+        [_json(e.body) for e in to_store],
+        [hash_id for hash_id, _, _ in epcs],
+        [role for _, role, _ in epcs],
+        [epc for _, _, epc in epcs],
+        behaviour,
+        not problems,
+        job["event_count"],
+        duplicates,
+        _json(job_errors(problems)),
+        job["created_by"],
+        job["created_at"],
+    )
+    stored_ids = {str(hash_id): int(pk) for pk, hash_id in inserted}
+    stored = [e for e in to_store if e.hash_id in stored_ids]
+    if len(stored) < len(to_store):
+        skipped = [e for e in to_store if e.hash_id not in stored_ids]
+        owners = {
+            str(event_id): str(hash_id)
+            for event_id, hash_id in await driver.fetch(_PG_OWNERS_SQL, tenant_id, [e.event_id for e in skipped])
+        }
+        late = [
+            Problem(e.pointer, f"eventID {e.event_id} is already used by a different event")
+            for e in skipped
+            if owners.get(e.event_id, e.hash_id) != e.hash_id
+        ]
+        duplicates += len(skipped) - len(late)
+        if late:
+            problems = [*problems, *late]
+            if behaviour == "rollback" and stored:
+                await driver.execute(_PG_UNDO_SQL, tenant_id, list(stored_ids.values()))
+                stored = []
+            await driver.execute(
+                "UPDATE trace_capture_jobs SET is_success = false, stored_count = $3, duplicate_count = $4,"
+                " errors = CAST($5 AS jsonb) WHERE tenant_id = $1 AND id = $2",
+                tenant_id,
+                job["id"],
+                len(stored),
+                duplicates,
+                _json(job_errors(problems)),
+            )
+    if stored:
+        await _append_to_log(session, tenant_id, [e.hash_id for e in stored])
+    return CaptureOutcome(stored=len(stored), duplicates=duplicates, problems=problems)
+
+
+def job_errors(problems: Sequence[Problem]) -> list[dict[str, Any]]:
+    """A capture job's `errors`: RFC 7807 objects with a pointer, in document order."""
+    return [
+        {
+            "type": EpcisValidationError.epcis_type,
+            "title": "Event not captured",
+            "status": 400,
+            "detail": problem.message,
+            "pointer": problem.pointer,
+        }
+        for problem in sorted(problems, key=lambda p: p.pointer)
+    ]
 
 
 async def _append_to_log(session: AsyncSession, tenant_id: uuid.UUID, hash_ids: Sequence[str]) -> None:

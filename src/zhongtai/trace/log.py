@@ -14,7 +14,12 @@ O(k + log n) for k entries, whatever the size of the log.
 
 **Signing.** Each append schedules the `trace.log.sign` outbox job, at most one per tenant per
 `SIGN_INTERVAL_SECONDS` window and due at the window's end: every leaf is covered by a signed
-checkpoint within that interval (see `trace.checkpoint`).
+checkpoint within that interval (see `trace.checkpoint`). Once a transaction that scheduled a window's
+job has committed, later appends of that window in the same process skip the enqueue (it would be a
+no-op: the job's dedupe key is the window).
+
+On PostgreSQL the append's statements go through the session's asyncpg connection directly (fixed
+texts, prepared once per connection): reserve, right edge, nodes — three round trips.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -37,14 +42,17 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from zhongtai.core import jobs
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
+from zhongtai.core.db import pg_driver
 from zhongtai.core.errors import BadRequest, Conflict, NotFound
 from zhongtai.trace import merkle
 from zhongtai.trace.log_models import TraceLog, TraceLogNode
@@ -64,16 +72,33 @@ _PG_FETCH = text(
     bindparam("tenant_id", type_=Uuid),
 )
 
-_PG_INSERT_NODES = text(
-    "INSERT INTO trace_log_nodes (tenant_id, level, node_index, hash)"
-    " SELECT :tenant_id, n.level, n.node_index, n.hash"
-    " FROM unnest(:levels, :indexes, :hashes) AS n(level, node_index, hash)"
-).bindparams(
-    bindparam("tenant_id", type_=Uuid),
-    bindparam("levels", type_=ARRAY(SmallInteger)),
-    bindparam("indexes", type_=ARRAY(BigInteger)),
-    bindparam("hashes", type_=ARRAY(LargeBinary)),
+
+# The same statements for the asyncpg connection itself (the append's hot path on PostgreSQL).
+_PG_RESERVE_SQL = "UPDATE trace_logs SET size = size + $2 WHERE tenant_id = $1 RETURNING size"
+_PG_FETCH_SQL = (
+    "SELECT n.level, n.node_index, n.hash FROM unnest($2::smallint[], $3::bigint[]) AS wanted(level, node_index)"
+    " JOIN trace_log_nodes AS n ON n.tenant_id = $1 AND n.level = wanted.level AND n.node_index = wanted.node_index"
 )
+_PG_INSERT_NODES_SQL = (
+    "INSERT INTO trace_log_nodes (tenant_id, level, node_index, hash)"
+    " SELECT $1, n.level, n.node_index, n.hash FROM unnest($2::smallint[], $3::bigint[], $4::bytea[])"
+    " AS n(level, node_index, hash)"
+)
+
+# tenant → the signing window whose job a committed transaction of this process enqueued.
+_signing_scheduled: dict[uuid.UUID, int] = {}
+_PENDING_SIGNING = "zt_trace_signing_windows"
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _remember_scheduled_signing(session: Session) -> None:
+    _signing_scheduled.update(session.info.pop(_PENDING_SIGNING, {}))
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _forget_pending_signing(session: Session, _previous: Any) -> None:
+    # Any rollback, a savepoint's too: the next append enqueues again (a no-op if the job exists).
+    session.info.pop(_PENDING_SIGNING, None)
 
 
 class TreeSizeBeyondLog(BadRequest):
@@ -162,28 +187,46 @@ async def append(session: AsyncSession, tenant_id: uuid.UUID, entries: Sequence[
         raise ValueError("nothing to append")
     if len(entries) > MAX_APPEND:
         raise ValueError(f"append at most {MAX_APPEND} entries at once")
+    if session.get_bind().dialect.name == "postgresql":
+        return await _append_postgres(session, tenant_id, entries)
     first = await _reserve(session, tenant_id, len(entries))
     frontier = await _fetch(session, tenant_id, merkle.root_nodes(first))
     created = merkle.build_nodes(first, [merkle.leaf_hash(entry) for entry in entries], frontier)
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement text whatever the number of nodes (column arrays): asyncpg prepares it once.
-        await session.execute(
-            _PG_INSERT_NODES,
-            {
-                "tenant_id": tenant_id,
-                "levels": [level for level, _ in created],
-                "indexes": [index for _, index in created],
-                "hashes": list(created.values()),
-            },
-        )
+    await session.execute(
+        insert(TRACE_LOG_NODES),
+        [
+            {"tenant_id": tenant_id, "level": level, "node_index": index, "hash": value}
+            for (level, index), value in created.items()
+        ],
+    )
+    await _schedule_signing(session, tenant_id)
+    return first
+
+
+async def _append_postgres(session: AsyncSession, tenant_id: uuid.UUID, entries: Sequence[bytes]) -> int:
+    """`append` through the asyncpg connection: the same statements without SQLAlchemy's per-call work."""
+    driver = await pg_driver(session)
+    new_size = await driver.fetchval(_PG_RESERVE_SQL, tenant_id, len(entries))
+    if new_size is None:  # the tenant's first append: create its log row the portable way
+        first = await _reserve(session, tenant_id, len(entries))
     else:
-        await session.execute(
-            insert(TRACE_LOG_NODES),
-            [
-                {"tenant_id": tenant_id, "level": level, "node_index": index, "hash": value}
-                for (level, index), value in created.items()
-            ],
-        )
+        first = int(new_size) - len(entries)
+    wanted = merkle.root_nodes(first)
+    frontier: dict[merkle.NodeId, bytes] = {}
+    if wanted:
+        rows = await driver.fetch(_PG_FETCH_SQL, tenant_id, [lvl for lvl, _ in wanted], [ix for _, ix in wanted])
+        frontier = {(int(level), int(index)): bytes(value) for level, index, value in rows}
+        if len(frontier) != len(wanted):
+            missing = sorted(set(wanted) - frontier.keys())
+            raise LogInconsistent(f"the log is missing {len(missing)} stored node(s)", missing=missing[:5])
+    created = merkle.build_nodes(first, [merkle.leaf_hash(entry) for entry in entries], frontier)
+    await driver.execute(
+        _PG_INSERT_NODES_SQL,
+        tenant_id,
+        [level for level, _ in created],
+        [index for _, index in created],
+        list(created.values()),
+    )
     await _schedule_signing(session, tenant_id)
     return first
 
@@ -191,10 +234,13 @@ async def append(session: AsyncSession, tenant_id: uuid.UUID, entries: Sequence[
 async def _schedule_signing(session: AsyncSession, tenant_id: uuid.UUID) -> None:
     now = utcnow().timestamp()
     window = math.floor(now / SIGN_INTERVAL_SECONDS)
+    if _signing_scheduled.get(tenant_id) == window:
+        return  # a committed transaction of this window enqueued it: enqueueing again would change nothing
     due_in = (window + 1) * SIGN_INTERVAL_SECONDS - now
     await jobs.enqueue(
         session, SIGN_TOPIC, {}, tenant_id=tenant_id, dedupe_key=f"{SIGN_TOPIC}:{window}", delay_seconds=due_in
     )
+    session.sync_session.info.setdefault(_PENDING_SIGNING, {})[tenant_id] = window
 
 
 async def size(session: AsyncSession, tenant_id: uuid.UUID) -> int:

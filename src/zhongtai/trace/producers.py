@@ -84,6 +84,17 @@ async def epcis_event_of(session: Any, event: CodeEvent) -> dict[str, Any]:
             if lot.produced_on:
                 ilmd["cbvmda:productionDate"] = lot.produced_on.isoformat()
             body["ilmd"] = ilmd
+    # Where a channel step happened and between whom (dealers' and stores' own location URIs).
+    facts = event.data or {}
+    if facts.get("biz_location"):
+        body["readPoint"] = {"id": facts["biz_location"]}
+        body["bizLocation"] = {"id": facts["biz_location"]}
+    if facts.get("sources"):
+        body["sourceList"] = [{"type": s["type"], "source": s["id"]} for s in facts["sources"]]
+    if facts.get("destinations"):
+        body["destinationList"] = [{"type": d["type"], "destination": d["id"]} for d in facts["destinations"]]
+    if facts.get("channel_scan"):
+        body["zt:channelScan"] = str(facts["channel_scan"])
     # The platform's own facts travel as a namespaced extension: which custody step, from where, by whom.
     body["zt:codeEvent"] = str(event.id)
     if event.read_point:
@@ -111,3 +122,39 @@ async def do_record_code_event(session: Any, tenant_id: uuid.UUID, code_event_id
 @jobs.job_handler(TRACE_TOPIC)
 async def record_code_event_job(ctx: jobs.JobContext) -> None:
     await do_record_code_event(ctx.session, ctx.tenant_id, int(ctx.payload["code_event_id"]))
+
+
+async def do_record_sale(
+    session: Any,
+    tenant_id: uuid.UUID,
+    *,
+    code_ids: list[int],
+    order_id: uuid.UUID,
+    order_no: str,
+    store_id: uuid.UUID | None,
+    sold_at: datetime,
+) -> str:
+    """Store the EPCIS ObjectEvent OBSERVE `retail_selling` / `retail_sold` of items handed over for a
+    sales order (pickup), with the order as business transaction; returns its hash ID. Idempotent:
+    the same hand-over gives the same event, which the store keeps once."""
+    uris = await _uris(session, code_ids)
+    body: dict[str, Any] = {
+        "type": "ObjectEvent",
+        "eventTime": _local_time(sold_at, "+08:00"),
+        "eventTimeZoneOffset": "+08:00",
+        "epcList": [uris[i] for i in code_ids],
+        "action": "OBSERVE",
+        "bizStep": "retail_selling",
+        "disposition": "retail_sold",
+        "bizTransactionList": [{"type": "po", "bizTransaction": f"urn:zhongtai:sales-order:{order_id}"}],
+        "zt:salesOrder": order_no,
+    }
+    if store_id is not None:
+        body["zt:store"] = str(store_id)
+    prepared = events.prepare(body, position=0, pointer="/0", namespaces=NAMESPACE, context=[NAMESPACE])
+    new, _, problems = await events.check_new(session, tenant_id, [prepared])
+    if problems:
+        raise ValueError(problems[0].message)
+    if new:
+        await events.do_store(session, tenant_id, new, capture_id=None)
+    return prepared.hash_id

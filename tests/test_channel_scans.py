@@ -326,6 +326,25 @@ async def test_concurrent_duplicate_scans_take_effect_once(
     assert await _custody(runtime, world.line.brand.id) == {"store": 12, "transit": 6}
 
 
+async def test_a_pallet_emptied_case_by_case_scans_as_the_same_step(
+    client: httpx.AsyncClient, runtime: Runtime, rewards: list[ItemEvent]
+) -> None:
+    world = await make_world(client, runtime)
+    await scan(client, world, "dealer1", "dealer_receive", [world.pallets[0]])
+    await scan(client, world, "dealer1", "ship", [world.pallets[0]], to_store_id=world.ids["s1"]["id"])
+    rewards.clear()
+    by_case = await scan(client, world, "store1", "store_receive", [world.cases[0], world.cases[1]])
+    assert (by_case["item_count"], by_case["replayed"]) == (12, False)
+    # The pallet label scanned afterwards, by the store's guide: the same step, answered as it was.
+    again = await scan(client, world, "guide1", "store_receive", [world.pallets[0]])
+    assert again == {**by_case, "replayed": True}
+    assert len(rewards) == 12
+    # Another store scanning the empty pallet is told it holds nothing.
+    elsewhere = await scan(client, world, "store2", "store_receive", [world.pallets[0]], expect=409)
+    assert elsewhere["data"]["refused"][0]["reason"] == "empty"
+    assert await _custody(runtime, world.line.brand.id) == {"store": 12}
+
+
 async def test_partners_see_only_their_brand(client: httpx.AsyncClient, runtime: Runtime) -> None:
     world = await make_world(client, runtime)
     other = await make_world(client, runtime, prefix="6907777")

@@ -493,6 +493,7 @@ async def do_scan(session: AsyncSession, principal: Principal, crypto: Crypto, r
     items: list[_Item] = []
     noop: list[_Item] = []
     opened_before: dict[int, ChannelScanItem] = {}
+    emptied: dict[int, int] = {}  # an emptied container → the scan that took its contents this step
     for top in tops:
         if top.state in _BAD_STATES:
             refusals.add(top.serial, *_BAD_STATES[top.state])
@@ -510,6 +511,10 @@ async def do_scan(session: AsyncSession, principal: Principal, crypto: Crypto, r
                 if earlier is not None:
                     refusals.add(top.serial, "opened_elsewhere", "This case was opened at another store.")
                     continue
+            emptied_by = await _emptied_by_same_step(session, actor, request.action, destination, top)
+            if emptied_by is not None:  # its contents took this very step, scanned one by one
+                emptied[top.id] = emptied_by
+                continue
             refusals.add(top.serial, "empty", f"This {LEVEL_NAMES[top.level]} holds no items.")
             continue
         for code in inside[top.id]:
@@ -525,11 +530,43 @@ async def do_scan(session: AsyncSession, principal: Principal, crypto: Crypto, r
                 refusals.add(code.serial, reason, message, inside=top.serial if top.id != code.id else None)
     refusals.raise_if_any()
     if not items:
-        return await _already_done(session, actor, request, [done[i.code.id] for i in noop], opened_before)
+        return await _already_done(
+            session, actor, request, [done[i.code.id] for i in noop], opened_before, set(emptied.values())
+        )
     try:
         return await _apply(session, crypto, actor, request, destination, tops, inside, items, len(noop))
     except IntegrityError as exc:  # the unique (code, step) index: only when the locks were bypassed
         raise ScanRaced() from exc
+
+
+async def _emptied_by_same_step(
+    session: AsyncSession, actor: Actor, action: str, destination: Store | None, container: Code
+) -> int | None:
+    """The scan, if any, in which this partner took `action` for what a now empty case or pallet held
+    — its cases or bottles were scanned one by one and so unpacked from it. Scanning the container
+    afterwards (or at the same moment, from another phone) is then the same step again, not an error."""
+    unpacked = await session.scalars(
+        select(CodeEvent.data).where(
+            CodeEvent.parent_code_id == container.id, CodeEvent.kind == "unpack", CodeEvent.action == "DELETE"
+        )
+    )
+    scan_ids = {int(d["channel_scan"]) for d in unpacked if isinstance(d, dict) and d.get("channel_scan")}
+    if not scan_ids:
+        return None
+    scans = await session.scalars(
+        select(ChannelScan).where(ChannelScan.id.in_(scan_ids), ChannelScan.action == action).order_by(ChannelScan.id)
+    )
+    for scan in scans:
+        if action == DEALER_RECEIVE and scan.dealer_id == actor.dealer.id:
+            return scan.id
+        if action == SHIP and destination is not None and (scan.dealer_id, scan.to_store_id) == (
+            actor.dealer.id,
+            destination.id,
+        ):
+            return scan.id
+        if action in (STORE_RECEIVE, SALE) and actor.store is not None and scan.store_id == actor.store.id:
+            return scan.id
+    return None
 
 
 async def _already_done(
@@ -538,9 +575,10 @@ async def _already_done(
     request: ScanRequest,
     steps: list[ChannelScanItem],
     opened: dict[int, ChannelScanItem],
+    emptied_by: set[int] | None = None,
 ) -> dict[str, Any]:
     """Everything scanned already took this step by this partner: the first scan's answer again."""
-    scan_ids = {s.scan_id for s in steps} | {s.scan_id for s in opened.values()}
+    scan_ids = {s.scan_id for s in steps} | {s.scan_id for s in opened.values()} | (emptied_by or set())
     if not scan_ids:  # pragma: no cover - the caller has refused or found something
         raise ScanNotFound()
     latest = await session.scalar(select(ChannelScan).where(ChannelScan.id == max(scan_ids)))

@@ -559,10 +559,8 @@ async def _emptied_by_same_step(
     for scan in scans:
         if action == DEALER_RECEIVE and scan.dealer_id == actor.dealer.id:
             return scan.id
-        if action == SHIP and destination is not None and (scan.dealer_id, scan.to_store_id) == (
-            actor.dealer.id,
-            destination.id,
-        ):
+        shipped_here = destination is not None and scan.to_store_id == destination.id
+        if action == SHIP and shipped_here and scan.dealer_id == actor.dealer.id:
             return scan.id
         if action in (STORE_RECEIVE, SALE) and actor.store is not None and scan.store_id == actor.store.id:
             return scan.id

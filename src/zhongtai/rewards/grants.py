@@ -16,6 +16,7 @@ One event, in the producer's transaction:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.channel.models import Store
+from zhongtai.channel.scan_models import HOLDER_SOLD, HOLDER_STORE, Custody
 from zhongtai.core import audit, tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.domain_events import DiversionPenalized, ItemEvent, subscribe
@@ -332,6 +334,31 @@ async def _pay(session: AsyncSession, tenant_id: uuid.UUID, event: ItemEvent, ne
                 new.refused = "pool_empty"
 
 
+async def _with_channel_parties(session: AsyncSession, event: ItemEvent) -> ItemEvent:
+    """A consumer's open names only the bottle; the channel's custody of it names who moved it — the
+    dealer that received it, the store that received (or sold) it, the guide who sold it — so one open
+    can pay all four. The producer's own party ids, when it gives them, win."""
+    if event.dealer_id and event.store_id and event.guide_id:
+        return event
+    held = (
+        await session.execute(
+            select(Custody.dealer_id, Custody.holder, Custody.store_id, Custody.guide_id).where(
+                Custody.tenant_id == event.tenant_id, Custody.code_id == event.code_id
+            )
+        )
+    ).first()
+    if held is None:
+        return event
+    dealer_id, holder, store_id, guide_id = held
+    at_store = holder in (HOLDER_STORE, HOLDER_SOLD)
+    return dataclasses.replace(
+        event,
+        dealer_id=event.dealer_id or dealer_id,
+        store_id=event.store_id or (store_id if at_store else None),
+        guide_id=event.guide_id or (guide_id if at_store else None),
+    )
+
+
 async def grant_for_event(session: AsyncSession, event: ItemEvent) -> list[Granted]:
     """Pay every party the event earns, once; returns what each party got (new or found)."""
     scope = tenancy.current_scope(session)
@@ -347,6 +374,8 @@ async def grant_for_event(session: AsyncSession, event: ItemEvent) -> list[Grant
     matched = await service.matching_rules(session, tenant_id, event.kind, event.product_id, event.occurred_at)
     if not matched:
         return []
+    if event.kind == "consumer_open" and matched.keys() & set(PARTNER_ROLES):
+        event = await _with_channel_parties(session, event)
     parties = {role: p for role in ROLES if role in matched and (p := party_of(event, role)) is not None}
     if not parties:
         return []

@@ -272,6 +272,57 @@ async def run_requests(
     )
 
 
+class _Queue(_Budget):
+    """Every request exactly once, in order, whichever connection is free first."""
+
+    def __init__(self, requests: Sequence[bytes]) -> None:
+        super().__init__(float("inf"), len(requests))
+        self.requests = list(requests)
+        self.next = 0
+
+    def pop(self) -> bytes:
+        request = self.requests[self.next]
+        self.next += 1
+        return request
+
+
+class _QueuedConnection(_Connection):
+    def __init__(self, queue: _Queue, latencies: list[int], done: asyncio.Future[None]) -> None:
+        super().__init__(b"", queue, latencies, done)
+        self.queue = queue
+
+    def _send_next(self) -> None:
+        assert self.transport is not None
+        if not self.queue.take():
+            self.transport.close()
+            return
+        self.sent_at = time.perf_counter_ns()
+        self.transport.write(self.queue.pop())
+
+
+async def run_each_once(requests: Sequence[bytes], *, port: int, connections: int) -> LoadResult:
+    """Send every request exactly once over `connections` keep-alive connections (closed loop), e.g.
+    one first verification per code: none repeated, none left out."""
+    loop = asyncio.get_running_loop()
+    latencies: list[int] = []
+    queue = _Queue(requests)
+    started = time.perf_counter()
+    protocols: list[_Connection] = []
+    for _ in range(min(connections, len(requests))):
+        done: asyncio.Future[None] = loop.create_future()
+        protocol = _QueuedConnection(queue, latencies, done)
+        await loop.create_connection(functools.partial(_same, protocol), LOOPBACK, port)
+        protocols.append(protocol)
+    await asyncio.gather(*(protocol.done for protocol in protocols))
+    elapsed = time.perf_counter() - started
+    return LoadResult(
+        requests=sum(p.requests for p in protocols),
+        failed=sum(p.failed for p in protocols),
+        elapsed_s=elapsed,
+        latencies_ns=latencies,
+    )
+
+
 async def run_python(
     *,
     port: int,

@@ -42,7 +42,19 @@ def machine() -> dict[str, Any]:
 
 
 def _load_builtin() -> None:
-    from zhongtai.bench import codes, custody, flashsale, geo, http, ledger, lottery, rewards, scan, trace  # noqa: F401
+    from zhongtai.bench import (  # noqa: F401
+        channel,
+        codes,
+        custody,
+        flashsale,
+        geo,
+        http,
+        ledger,
+        lottery,
+        rewards,
+        scan,
+        trace,
+    )
 
 
 def run(name: str, **options: Any) -> dict[str, Any]:

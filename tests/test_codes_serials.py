@@ -68,6 +68,9 @@ def test_vectorised_binary_ff1_equals_the_reference(bits: int) -> None:
     assert fast.decrypt(encrypted) == values
     anything = [rng.getrandbits(bits) for _ in range(40)]
     assert fast.decrypt(anything) == [of_bits(reference.decrypt(as_bits(v))) for v in anything]
+    # one value at a time, without numpy: the same cipher
+    assert [fast.encrypt_int(v) for v in values] == encrypted
+    assert [fast.decrypt_int(v) for v in anything] == fast.decrypt(anything)
 
 
 def test_serials_equal_the_reference_and_have_the_gs1_format() -> None:
@@ -105,6 +108,21 @@ def test_serials_decrypt_to_their_ids_under_every_key_version() -> None:
     assert {s[0] for s in new} == {"C"}
     assert set(old).isdisjoint(new)
     assert ring.ids(old + new) == dict(zip(old + new, [5, 6, 2**63 - 1, 5, 6, 2**40], strict=True))
+
+
+def test_one_serial_at_a_time_equals_the_vectorised_path() -> None:
+    rng = random.Random(7)
+    ring = serials.SerialKeyRing({1: os.urandom(32), 3: os.urandom(32)})
+    code_ids = [rng.getrandbits(63) for _ in range(50)] + [0, 1, 2**63 - 1]
+    for version in (1, 3):
+        made = serials.split(b"".join(ring.serials(version, code_id, 1) for code_id in code_ids))
+        assert [ring.serial(version, code_id) for code_id in code_ids] == made
+        assert len(made) > serials.SCALAR_BELOW  # the whole group: the vectorised path
+        assert ring.ids(made) == dict(zip(made, code_ids, strict=True))
+        for serial, code_id in zip(made, code_ids, strict=True):  # one by one: the scalar path
+            assert ring.ids([serial]) == {serial: code_id}
+    with pytest.raises(ValueError, match="2\\^63"):
+        ring.serial(1, 2**63)
 
 
 def test_malformed_and_foreign_serials_are_left_out() -> None:

@@ -34,6 +34,7 @@ COUNTER_BITS = SERIAL_BITS - VERSION_BITS  # 75: the FF1 domain
 MAX_VERSION = 2**VERSION_BITS - 1
 MAX_ID = 2**63 - 1  # code ids are BIGINT
 ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+SCALAR_BELOW = 8  # up to this many serials of one key version are decrypted one by one, without numpy
 HKDF_INFO = b"zhongtai codes serial key v1"
 
 _ENCODE = bytes.maketrans(bytes(range(32)), ALPHABET)
@@ -74,7 +75,12 @@ class SerialKeyRing:
         return _encode(version, a, b, cipher.v)
 
     def serial(self, version: int, code_id: int) -> str:
-        return self.serials(version, code_id, 1).decode("ascii")
+        if not 1 <= version <= MAX_VERSION:
+            raise ValueError("serial key versions are 1 to 31")
+        if not 0 <= code_id <= MAX_ID:
+            raise ValueError("code ids are 0 to 2^63 - 1")
+        value = (version << COUNTER_BITS) | self.cipher(version).encrypt_int(code_id)
+        return base64.b32encode(value.to_bytes(SERIAL_BITS // 8, "big")).decode("ascii")
 
     def ids(self, serials: Iterable[str]) -> dict[str, int]:
         """The code ids the given serials stand for; serials that are malformed, of an unknown key
@@ -91,9 +97,16 @@ class SerialKeyRing:
                 by_version.setdefault(version, []).append(serial)
         found: dict[str, int] = {}
         for version, group in by_version.items():
+            cipher = self._ciphers[version]
+            if len(group) <= SCALAR_BELOW:
+                for serial in group:
+                    value = int.from_bytes(base64.b32decode(serial), "big") & ((1 << COUNTER_BITS) - 1)
+                    code_id = cipher.decrypt_int(value)
+                    if code_id <= MAX_ID:
+                        found[serial] = code_id
+                continue
             decoded = _decode(group)
             assert decoded is not None, "every serial of the group is within the alphabet"
-            cipher = self._ciphers[version]
             a, b = cipher.decrypt_arrays(*decoded)
             # An id is below 2^63: A below 2^(63 - v).
             possible = a < np.uint64(1 << (63 - cipher.v))

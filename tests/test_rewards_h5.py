@@ -75,3 +75,23 @@ async def test_partner_wallet_page_and_its_refusals(client: httpx.AsyncClient, r
     async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
         assert await service.get_risk(session, brand.id) == service.rules.DEFAULT_RISK
         _ = system_actor(brand.id)
+
+
+async def test_the_panels_alone_for_the_page_script(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    s = await scene(client, runtime)
+    brand = s.line.brand
+    pool = await make_pool(runtime, brand.id, funded=10_000)
+    await make_rule(runtime, brand.id, pool, role="consumer", amount_fen=66)
+    serial = s.items[0]
+    await client.get(s.path(serial), headers=HTML)  # the page: one view, the phone's cookie
+    empty = await client.get(s.path(serial) + "?part=panels", headers=HTML)
+    assert (empty.status_code, empty.text, empty.headers["cache-control"]) == (200, "", "no-store")
+    assert (await verify(client, s.path(serial), s.pins[serial], **SHANGHAI)).json()["verdict"] == "genuine"
+    await settle(runtime)
+    fragment = await client.get(s.path(serial) + "?part=panels&lang=en", headers=HTML)
+    assert fragment.text.startswith('<section class="h5-card red-packet" id="red-packet"')
+    assert "You received a red packet of 0.66 yuan." in fragment.text
+    assert "<html" not in fragment.text
+    # the fragments are not views of the code: the page counted one
+    facts = (await client.get(s.path(serial), headers={"accept": "application/json"})).json()
+    assert facts["scans"]["views"] == 2  # the first page and this JSON read

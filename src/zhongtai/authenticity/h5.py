@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -213,6 +213,8 @@ async def _serve(request: Request, session: AsyncSession, runtime: Any, text: st
         name = link_type.removeprefix("gs1:").removeprefix(GS1_VOC)
         target = _links(request, resolved).get(name, _links(request, resolved)["defaultLink"])
         return RedirectResponse(target, status_code=307)
+    if request.query_params.get("part") == "panels":
+        return await _panels_fragment(request, resolved)
     ctx = verification.check_context(request, runtime)
     counts = await service.do_record_view(session, resolved.ref, ctx)
     if hot.enabled(runtime):  # verifications are counted in Redis first (hot.py)
@@ -220,6 +222,15 @@ async def _serve(request: Request, session: AsyncSession, runtime: Any, text: st
     if _wants_json(request):
         return _finish(request, JSONResponse(code_json(request, resolved, counts)))
     return await _page(request, resolved, counts)
+
+
+async def _panels_fragment(request: Request, resolved: Resolved) -> Response:
+    """`?part=panels`: the page's panels alone (HTML, not a view of the code) — what the page's script
+    fetches after a PIN check, so that a red packet the check earned shows without a reload (on
+    PostgreSQL + Redis it is granted a moment later by the scan stream worker)."""
+    _apply_lang(request)
+    html = "".join(await _panels(PanelContext(request, resolved, None)))
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
 def _checked(gtin: str | None, serial: str | None, sscc: str | None, lot: str | None = None) -> str:

@@ -2,7 +2,8 @@
  * The scan page's PIN form (authenticity/h5/scan.html), progressively enhanced: without JavaScript it
  * is a plain form POST; with it, the browser is asked for its location (only when the consumer keeps
  * "share my location" ticked, WGS-84 as the Geolocation API gives it, 4 s at most) and the PIN goes to
- * the JSON API; the verdict is shown in place.
+ * the JSON API; the verdict is shown in place, and after a first genuine check the page's panels
+ * are fetched again (`?part=panels`) so that the red packet it earned appears without a reload.
  */
 (function () {
   "use strict";
@@ -42,6 +43,29 @@
     box.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
 
+  // A first genuine check can earn a red packet: fetch the page's panels again until a new one
+  // appears (at once on the embedded tier; a moment later where the scan stream worker grants it).
+  async function refreshPanels() {
+    const panels = document.getElementById("scan-panels");
+    if (!panels || !panels.dataset.url) return;
+    for (const wait of [200, 600, 1200, 2500, 5000]) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      try {
+        const response = await fetch(panels.dataset.url, { credentials: "same-origin", cache: "no-store" });
+        if (!response.ok) return;
+        const fresh = document.createElement("div");
+        fresh.innerHTML = await response.text();
+        const added = Array.from(fresh.children).some((panel) => panel.id && !document.getElementById(panel.id));
+        if (added) {
+          panels.replaceChildren(...fresh.children);
+          return;
+        }
+      } catch (error) {
+        return;
+      }
+    }
+  }
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     errorLine.hidden = true;
@@ -64,6 +88,7 @@
         const count = document.querySelector('[data-part="verifications"]');
         if (count && data.verification_number) count.textContent = String(data.verification_number);
         if (data.verdict !== "wrong_pin") form.elements.pin.value = "";
+        if (data.verdict === "genuine") refreshPanels();
       } else if (data.error === "pin_locked") {
         show("locked", data.data.title, data.detail, data.data.contact);
       } else {

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from zhongtai import domains
 from zhongtai.core import clock, migrate
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
@@ -45,6 +46,8 @@ TIERS = ["embedded", "postgres"] if HAS_SERVICES else ["embedded"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # What every process of the platform does at start: job topics, subscribers and panels wired.
+    domains.load_all()
     if IS_CI and not HAS_SERVICES:
         raise pytest.UsageError(
             "CI=true requires the PostgreSQL + Redis tier, but they do not answer at "

@@ -7,9 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 from tests.factories import system_actor
+from zhongtai.codes.events import ItemEvent
 from zhongtai.core import domain_events
 from zhongtai.core.clock import utcnow
-from zhongtai.core.domain_events import ItemEvent
 from zhongtai.core.runtime import Runtime
 from zhongtai.ledger import service as ledger
 from zhongtai.rewards import grants as _grants  # noqa: F401 - registers the subscriber

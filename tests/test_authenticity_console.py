@@ -17,9 +17,9 @@ from tests.factories import Brand, console_login, make_brand, make_user
 from tests.test_authenticity_reports import gif, jpeg, submit
 from zhongtai.authenticity import console, photos, reports, reports_api
 from zhongtai.console.ops_pages import AUDIT_ACTION_LABELS
-from zhongtai.console.rendering import ERROR_TEMPLATES, NAV
 from zhongtai.core.runtime import Runtime
 from zhongtai.i18n import catalog as i18n_catalog
+from zhongtai.kit.rendering import ERROR_TEMPLATES, NAV
 
 HTML = {"accept": "text/html"}
 PACKAGE = Path(reports.__file__).parent

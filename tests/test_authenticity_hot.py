@@ -16,8 +16,8 @@ from sqlalchemy import event, func, select
 from tests.test_authenticity_scan import SHANGHAI, other_client, scene, settle, verify, wrong
 from zhongtai.authenticity import hot, persist, service
 from zhongtai.authenticity.models import Scan
+from zhongtai.codes.events import ItemEvent
 from zhongtai.core import domain_events
-from zhongtai.core.domain_events import ItemEvent
 from zhongtai.core.runtime import Runtime
 
 

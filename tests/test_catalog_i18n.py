@@ -12,9 +12,9 @@ import jinja2
 
 from zhongtai.catalog import console, errors, importer, rules
 from zhongtai.catalog.permissions import CATALOG_READ, CATALOG_WRITE
-from zhongtai.console.rendering import NAV
 from zhongtai.core.permissions import PERMISSIONS
 from zhongtai.i18n import catalog
+from zhongtai.kit.rendering import NAV
 
 CATALOG_DIR = Path(rules.__file__).parent
 # Calls whose argument at this position is an English message (template) that operators read.

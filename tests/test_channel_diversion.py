@@ -18,9 +18,9 @@ from tests.factories import bearer, make_token
 from tests.test_codes_api import run_jobs
 from zhongtai.authenticity.models import Scan as ConsumerScan
 from zhongtai.channel.diversion import SWEEP_TOPIC
+from zhongtai.channel.events import DiversionPenalized
 from zhongtai.codes.models import Code
 from zhongtai.core import clock, domain_events
-from zhongtai.core.domain_events import DiversionPenalized
 from zhongtai.core.models import AuditEvent, OutboxJob
 from zhongtai.core.runtime import Runtime
 

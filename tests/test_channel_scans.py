@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from tests.channel_scan_world import API, make_world, scan
 from tests.test_codes_api import GTIN, run_jobs
 from zhongtai.channel.scan_models import ChannelScan, ChannelScanItem, Custody
+from zhongtai.codes.events import ItemEvent
 from zhongtai.codes.models import Code
 from zhongtai.core import domain_events
-from zhongtai.core.domain_events import ItemEvent
 from zhongtai.core.runtime import Runtime
 
 EVENTS: list[ItemEvent] = []

@@ -24,11 +24,11 @@ from zhongtai.catalog.rules import ProductDraft
 from zhongtai.codes import console, errors, rules, service
 from zhongtai.codes.models import Code, CodeBatch, CodeSettings
 from zhongtai.console.ops_pages import AUDIT_ACTION_LABELS
-from zhongtai.console.rendering import ERROR_TEMPLATES, NAV, localize_message
 from zhongtai.core.jobs import Worker
 from zhongtai.core.models import AuditEvent
 from zhongtai.core.runtime import Runtime
 from zhongtai.i18n import catalog as i18n_catalog
+from zhongtai.kit.rendering import ERROR_TEMPLATES, NAV, localize_message
 
 HTML = {"accept": "text/html"}
 GTIN = "06901234567892"

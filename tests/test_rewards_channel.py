@@ -15,11 +15,11 @@ from tests.channel_scan_world import World, make_world, scan
 from tests.ledger_factories import assert_books_balance
 from tests.rewards_factories import balance, make_pool, make_rule
 from tests.test_authenticity_scan import SHANGHAI, settle
+from zhongtai.channel.events import DiversionPenalized
 from zhongtai.codes import service as codes_service
 from zhongtai.codes.models import Code, CodeBatch
 from zhongtai.codes.rules import pin_for
 from zhongtai.core import domain_events
-from zhongtai.core.domain_events import DiversionPenalized
 from zhongtai.core.runtime import Runtime
 from zhongtai.rewards import service
 from zhongtai.rewards.models import RewardGrant

@@ -291,7 +291,7 @@ async def test_trace_of_another_brand_is_refused(client: httpx.AsyncClient, runt
 def test_consumer_trace_partial_points_at_the_public_data() -> None:
     from types import SimpleNamespace
 
-    from zhongtai.console.rendering import templates
+    from zhongtai.kit.rendering import templates
 
     html = templates.get_template("h5/_trace.html").render(
         _=lambda message, **values: message, tenant=SimpleNamespace(slug="moutai-demo"), code="https://x/01/1?a=<b>"

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from zhongtai import __version__
+from zhongtai import __version__, domains
 from zhongtai.authenticity import api as authenticity_api
 from zhongtai.authenticity import console as authenticity_console
 from zhongtai.authenticity import h5 as authenticity_h5
@@ -121,6 +121,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or (runtime.settings if runtime else Settings())
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    domains.load_all()  # every job topic, domain-event subscriber and page panel, in one place
     owns_runtime = runtime is None
 
     @asynccontextmanager

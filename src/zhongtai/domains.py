@@ -1,6 +1,9 @@
-"""Loads every module that registers job handlers, permissions or console navigation.
+"""The application's wiring, in one place: every module that registers job handlers, permissions or
+routes is imported, and every domain-event subscriber and page panel is registered here — not as a
+side effect of importing a module.
 
-The web app and `zhongtai worker` call `load_all()` so that both know every job topic.
+The web app (`create_app`), `zhongtai worker`, the flash-sale persister and the CLI call `load_all()`
+at start, so that all of them know every job topic and every subscriber.
 """
 
 from __future__ import annotations
@@ -29,10 +32,44 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.ledger.api",
     "zhongtai.rewards.api",
     "zhongtai.rewards.h5_pages",
+    "zhongtai.lottery.jobs",
+    "zhongtai.flashsale.jobs",
     "zhongtai.sales.api",
 )
 
 
 def load_all() -> None:
+    """Import every domain module and wire the subscribers and panels (idempotent)."""
     for name in DOMAIN_MODULES:
         importlib.import_module(name)
+    wire()
+
+
+def wire() -> None:
+    """Register every domain-event subscriber and page panel (registering again replaces: idempotent).
+
+    | event (owner)                        | subscriber                 | what it does                              |
+    |--------------------------------------|----------------------------|-------------------------------------------|
+    | codes.events.ItemEvent               | rewards                    | pays the parties of a step (exactly once) |
+    | channel.events.DiversionPenalized    | rewards                    | deducts the penalty from the dealer       |
+    | sales.events.OrderExpired            | flashsale.return_stock     | puts an unpaid buy's stock back on sale   |
+    | sales.events.OrderExpired            | lottery.win_forfeited      | forfeits an unpaid win                    |
+    | sales.events.OrderPaid               | lottery.win_paid           | marks a win paid                          |
+    """
+    from zhongtai.authenticity.panels import SCAN_PAGE
+    from zhongtai.channel.events import DiversionPenalized
+    from zhongtai.codes.events import ItemEvent
+    from zhongtai.core.domain_events import subscribe
+    from zhongtai.flashsale import service as flashsale
+    from zhongtai.kit.panels import register_panel
+    from zhongtai.lottery import service as lottery
+    from zhongtai.rewards import grants as rewards
+    from zhongtai.rewards import h5_pages as rewards_pages
+    from zhongtai.sales.events import OrderExpired, OrderPaid
+
+    subscribe(ItemEvent, rewards.SUBSCRIBER, rewards.on_item_event)
+    subscribe(DiversionPenalized, rewards.SUBSCRIBER, rewards.on_diversion_penalized)
+    subscribe(OrderExpired, "flashsale.return_stock", flashsale.on_order_expired)
+    subscribe(OrderExpired, "lottery.win_forfeited", lottery.on_order_expired)
+    subscribe(OrderPaid, "lottery.win_paid", lottery.on_order_paid)
+    register_panel(SCAN_PAGE, "rewards", rewards_pages.red_packet_panel)

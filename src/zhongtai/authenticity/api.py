@@ -21,12 +21,12 @@ from zhongtai.authenticity import models as m
 from zhongtai.authenticity import persist as _persist  # noqa: F401 -- registers the scan stream worker
 from zhongtai.authenticity.permissions import AUTHENTICITY_MANAGE, AUTHENTICITY_READ
 from zhongtai.authenticity.resolver import Resolved
-from zhongtai.console.rendering import request_locale
 from zhongtai.core import consumers, tenancy
 from zhongtai.core.errors import RateLimited
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin, PageDep, RuntimeDep, client_ip, get_runtime, require
 from zhongtai.i18n import translate
+from zhongtai.kit.rendering import request_locale
 
 router = APIRouter(prefix="/api/v1/authenticity", tags=["authenticity"])
 Reader = Annotated[Principal, Depends(require(AUTHENTICITY_READ))]

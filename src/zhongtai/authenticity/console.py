@@ -23,8 +23,11 @@ from zhongtai.authenticity.permissions import AUTHENTICITY_MANAGE, AUTHENTICITY_
 from zhongtai.catalog import service as catalog_service
 from zhongtai.catalog.rules import display_gtin
 from zhongtai.codes import service as codes_service
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import (
+from zhongtai.core.errors import AppError
+from zhongtai.core.principals import Principal
+from zhongtai.core.web import DbSession, Origin
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import (
     PER_PAGE,
     error_field,
     localize_error,
@@ -33,9 +36,6 @@ from zhongtai.console.rendering import (
     request_locale,
     tr,
 )
-from zhongtai.core.errors import AppError
-from zhongtai.core.principals import Principal
-from zhongtai.core.web import DbSession, Origin
 
 router = APIRouter(prefix="/console/authenticity", include_in_schema=False)
 

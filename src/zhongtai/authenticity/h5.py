@@ -8,64 +8,38 @@ malformed and foreign codes get a 404/400 page or JSON. The page's PIN form post
 and works without JavaScript; with it, `static/scan.js` posts to the JSON API and asks the browser for
 its location first.
 
-Other modules add panels to the page (reward box, member sign-up) with `register_panel`; a panel
-renders only when its provider answers with HTML.
+Other modules add panels to the page (reward box, member sign-up) with `zhongtai.kit.panels` in the
+slot `authenticity.panels.SCAN_PAGE`; a panel renders only when its provider answers with HTML.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.authenticity import api, hot, resolver, service, verification
 from zhongtai.authenticity import models as m
+from zhongtai.authenticity.panels import SCAN_PAGE, PanelContext
 from zhongtai.authenticity.resolver import Resolved
 from zhongtai.codes import rules as code_rules
 from zhongtai.codes.errors import UnreadableCodeError
-from zhongtai.console.rendering import render, request_locale
 from zhongtai.core.errors import AppError
 from zhongtai.core.web import DbSession, RuntimeDep
 from zhongtai.i18n import LOCALE_COOKIE, LOCALES, translate
+from zhongtai.kit.panels import render_panels
+from zhongtai.kit.rendering import render, request_locale
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(api.scan_rate_limit)])
 
 LINKSET_TYPE = "application/linkset+json"
 GS1_VOC = "https://gs1.org/voc/"
 CLIENT_COOKIE_DAYS = 365
-
-
-@dataclass(frozen=True)
-class PanelContext:
-    request: Request
-    resolved: Resolved
-    answer: verification.Answer | None
-
-
-PanelProvider = Callable[[PanelContext], Awaitable[str | None]]
-PANELS: dict[str, PanelProvider] = {}
-
-
-def register_panel(name: str, provider: PanelProvider) -> None:
-    """Add a section to the scan page (e.g. "rewards", "membership"): `provider` returns HTML or None."""
-    PANELS[name] = provider
-
-
-async def _panels(context: PanelContext) -> list[Markup]:
-    shown: list[Markup] = []
-    for provider in PANELS.values():
-        html = await provider(context)
-        if html:
-            shown.append(Markup(html))  # noqa: S704 - providers are platform modules rendering their own templates
-    return shown
 
 
 def _wants_json(request: Request) -> bool:
@@ -183,7 +157,7 @@ async def _page(
         "answer_text": api.answer_text(answer, locale) if answer else None,
         "contact": contact,
         "first_time": api.local_time(counts.first_verified_at, locale) if counts and counts.first_verified_at else None,
-        "panels": await _panels(PanelContext(request, resolved, answer)),
+        "panels": await render_panels(SCAN_PAGE, PanelContext(request, resolved, answer)),
         "lang_links": {lang: f"{resolved.path}?lang={lang}" for lang in LOCALES},
         "messages": json.dumps(_script_messages(locale), ensure_ascii=False),
     }
@@ -229,7 +203,7 @@ async def _panels_fragment(request: Request, resolved: Resolved) -> Response:
     fetches after a PIN check, so that a red packet the check earned shows without a reload (on
     PostgreSQL + Redis it is granted a moment later by the scan stream worker)."""
     _apply_lang(request)
-    html = "".join(await _panels(PanelContext(request, resolved, None)))
+    html = "".join(await render_panels(SCAN_PAGE, PanelContext(request, resolved, None)))
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 

@@ -17,10 +17,10 @@ from fastapi.responses import RedirectResponse, Response
 from zhongtai.authenticity import reports
 from zhongtai.authenticity.photos import MAX_PHOTO_BYTES, MAX_PHOTOS
 from zhongtai.authenticity.reports_api import ReportLimit, active_tenant, read_report_form, receive_report
-from zhongtai.console.rendering import error_field, localize_error, render, request_locale
 from zhongtai.core.errors import AppError
 from zhongtai.core.models import Tenant
 from zhongtai.core.web import DbSession, RuntimeDep, rate_limit
+from zhongtai.kit.rendering import error_field, localize_error, render, request_locale
 
 router = APIRouter(prefix="/h5", include_in_schema=False)
 

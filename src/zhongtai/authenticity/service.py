@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zhongtai.authenticity import models as m
 from zhongtai.authenticity import rules
 from zhongtai.authenticity.models import AuthenticitySettings, CloneAlert, CodeSummary, Scan
+from zhongtai.codes.events import ItemEvent
 from zhongtai.core import domain_events, jobs
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import NotFound, ValidationFailed
@@ -316,10 +317,10 @@ async def do_record_verification(
     )
 
 
-def consumer_open_event(ref: CodeRef, ctx: CheckContext) -> domain_events.ItemEvent:
+def consumer_open_event(ref: CodeRef, ctx: CheckContext) -> ItemEvent:
     """The reward-earning step of a code's first genuine verification (published exactly once)."""
     location = ctx.location
-    return domain_events.ItemEvent(
+    return ItemEvent(
         tenant_id=ref.tenant_id,
         kind="consumer_open",
         code_id=ref.code_id,

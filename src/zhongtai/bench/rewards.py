@@ -29,10 +29,10 @@ from sqlalchemy import func, select
 from zhongtai.bench import servers
 from zhongtai.bench.ledger import _brand
 from zhongtai.bench.registry import benchmark
+from zhongtai.codes.events import ItemEvent
 from zhongtai.core import domain_events
 from zhongtai.core.clock import utcnow
 from zhongtai.core.db import Database
-from zhongtai.core.domain_events import ItemEvent
 from zhongtai.core.permissions import Role, permissions_for_role
 from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.settings import Settings

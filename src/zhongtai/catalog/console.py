@@ -20,11 +20,11 @@ from zhongtai.catalog.api import check_upload_size, read_upload
 from zhongtai.catalog.errors import DuplicateGtin, DuplicateLot, InvalidFields
 from zhongtai.catalog.models import PRODUCT_STATUSES, Lot, Product
 from zhongtai.catalog.permissions import CATALOG_READ, CATALOG_WRITE
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
 
 router = APIRouter(prefix="/console/catalog", include_in_schema=False)
 

@@ -22,11 +22,11 @@ from zhongtai.channel import importer, mapsvg, partners, places, rules, service
 from zhongtai.channel.errors import DuplicateCode, DuplicatePhone, InvalidFields
 from zhongtai.channel.models import PARTNER_ROLES, STATUSES, Dealer, Guide, Store
 from zhongtai.channel.permissions import CHANNEL_MANAGE, CHANNEL_READ
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin, RuntimeDep
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
 
 router = APIRouter(prefix="/console/channel", include_in_schema=False)
 

@@ -14,7 +14,7 @@ place and actor, time), a severity, and the workflow open → confirmed → pena
 The territory test is offline (`zhongtai.geo`). Boundaries are generalised, so the evidence carries
 the distance to the dealer's nearest store for the operator to judge a point near a border.
 
-Penalising an alert publishes `DiversionPenalized` (core.domain_events) in the same transaction, so
+Penalising an alert publishes `DiversionPenalized` (channel.events) in the same transaction, so
 that the rewards module can deduct the amount from the dealer's rewards through the ledger.
 """
 
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zhongtai import geo
 from zhongtai.authenticity.models import Scan as ConsumerScan
 from zhongtai.channel import places
+from zhongtai.channel.events import DiversionPenalized
 from zhongtai.channel.models import Dealer, Store
 from zhongtai.channel.scan_models import (
     ALERT_CONFIRMED,
@@ -54,7 +55,7 @@ from zhongtai.channel.scan_models import (
 from zhongtai.core import audit, jobs
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.clock import utcnow
-from zhongtai.core.domain_events import DiversionPenalized, publish
+from zhongtai.core.domain_events import publish
 from zhongtai.core.errors import Conflict, NotFound, ValidationFailed
 from zhongtai.core.principals import Principal
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from zhongtai.console.rendering import render, request_locale
 from zhongtai.core import consumers, tenancy
 from zhongtai.core.web import DbSession
 from zhongtai.i18n import translate
+from zhongtai.kit.rendering import render, request_locale
 
 router = APIRouter(prefix="/h5", include_in_schema=False)
 

@@ -17,11 +17,11 @@ from zhongtai.channel import diversion, inventory, mapsvg, scans, service
 from zhongtai.channel.models import Dealer, Store
 from zhongtai.channel.permissions import CHANNEL_MANAGE, CHANNEL_READ
 from zhongtai.channel.scan_models import ALERT_KINDS, ALERT_STATUSES
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import localize_error, redirect_with_flash, render, tr
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import localize_error, redirect_with_flash, render, tr
 
 router = APIRouter()  # included by the channel console router (/console/channel)
 

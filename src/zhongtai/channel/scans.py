@@ -15,7 +15,7 @@ How a step stays exactly-once:
   answer), so does a retry with the same `Idempotency-Key`.
 
 Every item that passes a step that can earn rewards (dealer_receive, store_receive, case_open, sale)
-is published as a `core.domain_events.ItemEvent` in the same transaction; the subscribers' answers
+is published as a `core.ItemEvent` in the same transaction; the subscribers' answers
 are returned under `rewards` (opaque to the channel).
 """
 
@@ -50,6 +50,7 @@ from zhongtai.channel.scan_models import (
     Custody,
 )
 from zhongtai.codes import custody as code_custody
+from zhongtai.codes.events import ItemEvent
 from zhongtai.codes.models import (
     CASE,
     DECOMMISSIONED,
@@ -70,7 +71,7 @@ from zhongtai.codes.service import TRACE_TOPIC
 from zhongtai.core import jobs
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
-from zhongtai.core.domain_events import ItemEvent, publish
+from zhongtai.core.domain_events import publish
 from zhongtai.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from zhongtai.core.principals import Principal, PrincipalKind
 

@@ -41,11 +41,11 @@ from zhongtai.codes.models import (
     PinKey,
 )
 from zhongtai.codes.permissions import CODES_EXPORT, CODES_EXPORT_PINS, CODES_READ, CODES_SETTINGS, CODES_WRITE
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
 from zhongtai.core.errors import AppError, BadRequest
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin, RuntimeDep
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
 
 router = APIRouter(prefix="/console/codes", include_in_schema=False)
 

@@ -12,15 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import (
-    PER_PAGE,
-    error_field,
-    localize_error,
-    redirect_with_flash,
-    render,
-    tr,
-)
 from zhongtai.core import accounts
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import AppError
@@ -36,6 +27,15 @@ from zhongtai.core.permissions import (
 )
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import (
+    PER_PAGE,
+    error_field,
+    localize_error,
+    redirect_with_flash,
+    render,
+    tr,
+)
 
 router = APIRouter(include_in_schema=False)
 

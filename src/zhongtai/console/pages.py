@@ -10,14 +10,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from zhongtai.console import admin_pages, ops_pages
-from zhongtai.console.deps import ConsoleOperator, console_operator, require_page
-from zhongtai.console.rendering import localize_error, render
 from zhongtai.core import jobs, signin
 from zhongtai.core.crypto import constant_time_equals
 from zhongtai.core.errors import AppError, CsrfFailed, Unauthenticated
 from zhongtai.core.principals import PrincipalKind
 from zhongtai.core.web import DbSession, MaybePrincipal, Origin, RuntimeDep
 from zhongtai.i18n import LOCALE_COOKIE, LOCALES
+from zhongtai.kit.page_deps import ConsoleOperator, console_operator, require_page
+from zhongtai.kit.rendering import localize_error, render
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 

@@ -6,73 +6,37 @@ roll back with the producer's. Subscribers return a value (e.g. the rewards a sc
 producer may show to the person who scanned. Subscribers must be idempotent on the event's
 `source_ref` because producers may publish again on a retry.
 
-The events themselves are plain frozen dataclasses, so a module can subscribe without importing the
-producer.
+The events themselves are plain frozen dataclasses that each domain defines next to its own code
+(`codes.events.ItemEvent`, `channel.events.DiversionPenalized`, `sales.events.OrderPaid`, …); this
+module knows none of them. Subscribers are registered in one place, `zhongtai.domains.wire()`, which
+the web app, the worker and the CLI call at start — never as a side effect of importing a module. An
+event class marked with `@requires_subscriber` cannot be published while nobody listens: a scan that
+should pay rewards must not silently pay nothing because the rewards module was not wired.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-RewardKind = Literal["dealer_receive", "store_receive", "case_open", "sale", "consumer_open"]
-REWARD_KINDS: tuple[RewardKind, ...] = (
-    "dealer_receive",
-    "store_receive",
-    "case_open",
-    "sale",
-    "consumer_open",
-)
-
-
-@dataclass(frozen=True)
-class ItemEvent:
-    """One item (a bottle's code) passed a step that can earn rewards.
-
-    A scan of a case or pallet publishes one `ItemEvent` per item inside it. `source_ref` names the
-    producer's record (e.g. "channel-scan:{scan id}" or "consumer-verify:{code id}") and, with
-    `kind` and `code_id`, makes the event unique.
-    """
-
-    tenant_id: uuid.UUID
-    kind: RewardKind
-    code_id: int
-    product_id: uuid.UUID | None
-    lot_id: uuid.UUID | None
-    occurred_at: datetime
-    source_ref: str
-    dealer_id: uuid.UUID | None = None
-    store_id: uuid.UUID | None = None
-    guide_id: uuid.UUID | None = None
-    consumer_id: uuid.UUID | None = None
-    partner_account_id: uuid.UUID | None = None
-    latitude: float | None = None  # WGS-84
-    longitude: float | None = None
-    device_hash: str | None = None  # keyed hash of the client id, never the raw id
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DiversionPenalized:
-    """An operator penalised a dealer for a confirmed diversion alert (防窜货): `amount` fen to deduct
-    from the dealer's rewards. Published by the channel in the operator's transaction; `source_ref`
-    ("diversion-penalty:{alert id}") makes it unique, so subscribers deduct once."""
-
-    tenant_id: uuid.UUID
-    alert_id: uuid.UUID
-    dealer_id: uuid.UUID
-    amount: int  # fen
-    reason: str
-    occurred_at: datetime
-    source_ref: str
-
-
 E = TypeVar("E")
+T = TypeVar("T", bound=type)
+REQUIRED_ATTRIBUTE = "__requires_subscriber__"
+
+
+class NoSubscriber(RuntimeError):
+    """An event that must be handled was published with no subscriber registered: the application was
+    started without `zhongtai.domains.wire()`. A wiring mistake, never a client's."""
+
+
+def requires_subscriber(event_type: T) -> T:
+    """Class decorator: publishing this event with no subscriber raises `NoSubscriber`."""
+    setattr(event_type, REQUIRED_ATTRIBUTE, True)
+    return event_type
+
+
 Handler = Callable[[AsyncSession, Any], Awaitable[Any]]
 _SUBSCRIBERS: dict[type, list[tuple[str, Handler]]] = {}
 
@@ -93,9 +57,18 @@ def has_subscribers(event_type: type) -> bool:
     return bool(_SUBSCRIBERS.get(event_type))
 
 
+def subscriber_names(event_type: type) -> list[str]:
+    return [name for name, _ in _SUBSCRIBERS.get(event_type, ())]
+
+
 async def publish(session: AsyncSession, event: object) -> dict[str, Any]:
     """Run every subscriber of the event's type in the caller's transaction; results by name."""
+    handlers = list(_SUBSCRIBERS.get(type(event), ()))
+    if not handlers and getattr(type(event), REQUIRED_ATTRIBUTE, False):
+        raise NoSubscriber(
+            f"No subscriber for {type(event).__name__}: call zhongtai.domains.wire() when the process starts."
+        )
     results: dict[str, Any] = {}
-    for name, handler in list(_SUBSCRIBERS.get(type(event), ())):
+    for name, handler in handlers:
         results[name] = await handler(session, event)
     return results

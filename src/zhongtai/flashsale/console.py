@@ -13,8 +13,6 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from zhongtai.catalog.models import Product
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import error_field, localize_error, redirect_with_flash, render, tr
 from zhongtai.core import audit
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
@@ -23,6 +21,8 @@ from zhongtai.flashsale import rules, service
 from zhongtai.flashsale.fastpath import state_of
 from zhongtai.flashsale.models import FlashSale
 from zhongtai.flashsale.permissions import FLASHSALE_READ, FLASHSALE_WRITE
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import error_field, localize_error, redirect_with_flash, render, tr
 
 router = APIRouter(prefix="/console/flashsale", include_in_schema=False)
 

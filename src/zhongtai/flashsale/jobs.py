@@ -8,13 +8,11 @@ import uuid
 
 from redis.asyncio import Redis
 
-from zhongtai.core.domain_events import subscribe
 from zhongtai.core.jobs import JobContext, job_handler
 from zhongtai.core.settings import Settings
 from zhongtai.flashsale.gate import RedisGate, sale_config
 from zhongtai.flashsale.models import FlashSale
-from zhongtai.flashsale.service import RELEASE_TOPIC, on_order_expired
-from zhongtai.sales.events import OrderExpired
+from zhongtai.flashsale.service import RELEASE_TOPIC
 
 
 @job_handler(RELEASE_TOPIC)
@@ -37,6 +35,3 @@ async def release_stock(ctx: JobContext) -> None:
         )
     finally:
         await redis.aclose()
-
-
-subscribe(OrderExpired, "flashsale.return_stock", on_order_expired)

@@ -6,12 +6,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from zhongtai.console.rendering import render, request_locale
 from zhongtai.core import consumers, tenancy
 from zhongtai.core.errors import NotFound
 from zhongtai.core.models import SandboxMessage
 from zhongtai.core.web import DbSession, RuntimeDep
 from zhongtai.i18n import translate
+from zhongtai.kit.rendering import render, request_locale
 
 router = APIRouter(prefix="/h5", include_in_schema=False)
 

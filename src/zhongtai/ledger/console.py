@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import PER_PAGE, render, templates
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import PER_PAGE, render, templates
 from zhongtai.ledger import service
 from zhongtai.ledger.permissions import LEDGER_READ
 

@@ -12,13 +12,13 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from zhongtai.catalog.models import Product
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import error_field, localize_error, redirect_with_flash, render, tr
 from zhongtai.core import audit
 from zhongtai.core.errors import AppError
 from zhongtai.core.models import Tenant
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin, RuntimeDep
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import error_field, localize_error, redirect_with_flash, render, tr
 from zhongtai.lottery import service
 from zhongtai.lottery.models import LotterySession
 from zhongtai.lottery.permissions import LOTTERY_READ, LOTTERY_WRITE

@@ -14,8 +14,12 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from zhongtai.catalog.models import Product
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import (
+from zhongtai.codes.events import ITEM_STEPS as REWARD_KINDS
+from zhongtai.core.errors import AppError
+from zhongtai.core.principals import Principal
+from zhongtai.core.web import DbSession, RuntimeDep
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import (
     error_field,
     localize_error,
     redirect_with_flash,
@@ -23,10 +27,6 @@ from zhongtai.console.rendering import (
     templates,
     tr,
 )
-from zhongtai.core.domain_events import REWARD_KINDS
-from zhongtai.core.errors import AppError
-from zhongtai.core.principals import Principal
-from zhongtai.core.web import DbSession, RuntimeDep
 from zhongtai.rewards import grants, payouts, rules, service
 from zhongtai.rewards.models import REQUESTED, ROLES
 from zhongtai.rewards.permissions import REWARDS_FUND, REWARDS_MANAGE, REWARDS_PAYOUT, REWARDS_READ, REWARDS_REVIEW

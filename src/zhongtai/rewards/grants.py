@@ -28,11 +28,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.channel.events import DiversionPenalized
 from zhongtai.channel.models import Store
 from zhongtai.channel.scan_models import HOLDER_SOLD, HOLDER_STORE, Custody
+from zhongtai.codes.events import ItemEvent
 from zhongtai.core import audit, tenancy
 from zhongtai.core.clock import utcnow
-from zhongtai.core.domain_events import DiversionPenalized, ItemEvent, subscribe
 from zhongtai.core.errors import CrossTenantAccess
 from zhongtai.core.ids import new_id
 from zhongtai.core.principals import Principal
@@ -503,9 +504,6 @@ async def on_item_event(session: AsyncSession, event: ItemEvent) -> list[dict[st
     return [g.as_dict() for g in await grant_for_event(session, event)]
 
 
-subscribe(ItemEvent, SUBSCRIBER, on_item_event)
-
-
 # -------------------------------------------------------------------------------------------- review
 
 
@@ -745,7 +743,5 @@ async def on_diversion_penalized(session: AsyncSession, event: DiversionPenalize
         "entry_id": str(penalty.entry_id) if penalty.entry_id else None,
     }
 
-
-subscribe(DiversionPenalized, SUBSCRIBER, on_diversion_penalized)
 
 __all__ = ["Granted", "grant_for_event", "on_diversion_penalized", "on_item_event", "penalize_dealer"]

@@ -9,11 +9,11 @@ from functools import partial
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from zhongtai.authenticity.h5 import PanelContext, register_panel
-from zhongtai.console.rendering import render, request_locale, templates
+from zhongtai.authenticity.panels import PanelContext
 from zhongtai.core import consumers, tenancy
 from zhongtai.core.web import DbSession, get_runtime
 from zhongtai.i18n import translate
+from zhongtai.kit.rendering import render, request_locale, templates
 from zhongtai.rewards import grants, rules
 from zhongtai.rewards.models import HELD
 
@@ -84,6 +84,3 @@ async def red_packet_panel(context: PanelContext) -> str | None:
             "login": f"/h5/{context.resolved.tenant.slug}/login",
         }
     )
-
-
-register_panel("rewards", red_packet_panel)

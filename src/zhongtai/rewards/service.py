@@ -16,9 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.catalog.models import Product
+from zhongtai.codes.events import ITEM_STEPS as REWARD_KINDS
 from zhongtai.core import audit, tenancy
 from zhongtai.core.clock import utcnow
-from zhongtai.core.domain_events import REWARD_KINDS
 from zhongtai.core.errors import CrossTenantAccess
 from zhongtai.core.ids import new_id
 from zhongtai.core.principals import Principal

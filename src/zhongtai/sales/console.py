@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import render
 from zhongtai.core.clock import utcnow
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, PageDep
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import render
 from zhongtai.sales import payments, pickup, rules, service, settlement
 from zhongtai.sales.permissions import SALES_READ
 

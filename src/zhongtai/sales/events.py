@@ -9,7 +9,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from zhongtai.core.domain_events import requires_subscriber
 
+
+@requires_subscriber
 @dataclass(frozen=True)
 class OrderExpired:
     """An order was not paid by its deadline and is now `expired`. Published exactly once per order,
@@ -24,6 +27,7 @@ class OrderExpired:
     consumer_id: uuid.UUID
 
 
+@requires_subscriber
 @dataclass(frozen=True)
 class OrderPaid:
     """An order's payment succeeded and the order is now paid (then ready for pickup). Published exactly

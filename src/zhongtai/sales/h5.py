@@ -10,9 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from zhongtai.console.rendering import render
 from zhongtai.core import consumers, tenancy
 from zhongtai.core.web import DbSession, RuntimeDep
+from zhongtai.kit.rendering import render
 from zhongtai.sales import payments, service
 from zhongtai.sales.errors import PaymentNotFound
 

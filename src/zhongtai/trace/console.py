@@ -11,11 +11,11 @@ from fastapi.responses import Response
 
 from zhongtai.catalog.rules import display_gtin
 from zhongtai.codes.console import LEVEL_LABELS, STATE_LABELS
-from zhongtai.console.deps import require_page
-from zhongtai.console.rendering import localize_error, render
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession
+from zhongtai.kit.page_deps import require_page
+from zhongtai.kit.rendering import localize_error, render
 from zhongtai.trace import steps as trace_steps
 from zhongtai.trace.permissions import TRACE_READ
 

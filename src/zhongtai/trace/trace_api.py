@@ -19,12 +19,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.console.rendering import request_locale
 from zhongtai.core import consumers, tenancy
 from zhongtai.core.models import Tenant
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, rate_limit, require
 from zhongtai.i18n import translate
+from zhongtai.kit.rendering import request_locale
 from zhongtai.trace import steps as trace_steps
 from zhongtai.trace.permissions import TRACE_READ
 

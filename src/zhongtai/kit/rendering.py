@@ -1,5 +1,6 @@
-"""Template rendering shared by console pages: locale, translation, the signed-in operator, navigation,
-flash messages after POST-redirect-GET, and operator-facing wording of service errors."""
+"""Page rendering shared by every console and H5 page (the kit, below every domain): locale,
+translation, the signed-in operator, navigation, flash messages after POST-redirect-GET, and
+operator-facing wording of service errors."""
 
 from __future__ import annotations
 
@@ -22,21 +23,13 @@ from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
 from zhongtai.i18n import LOCALE_COOKIE, catalog, pick_locale, translate
 
-TEMPLATE_DIRS = [
-    Path(__file__).parent / "templates",
-    Path(__file__).parent.parent / "h5" / "templates",
-    Path(__file__).parent.parent / "catalog" / "templates",
-    Path(__file__).parent.parent / "channel" / "templates",
-    Path(__file__).parent.parent / "codes" / "templates",
-    Path(__file__).parent.parent / "trace" / "templates",
-    Path(__file__).parent.parent / "authenticity" / "templates",
-    Path(__file__).parent.parent / "members" / "templates",
-    Path(__file__).parent.parent / "ledger" / "templates",
-    Path(__file__).parent.parent / "lottery" / "templates",
-    Path(__file__).parent.parent / "sales" / "templates",
-    Path(__file__).parent.parent / "rewards" / "templates",
-    Path(__file__).parent.parent / "flashsale" / "templates",
-]
+PACKAGE_DIR = Path(__file__).parent.parent
+# The console's and H5's shared layouts first, then each domain's own `templates/` folder (pages live
+# inside their domain; see docs/adr/0012).
+DOMAIN_TEMPLATE_DIRS = sorted(
+    path for path in PACKAGE_DIR.glob("*/templates") if path.is_dir() and path.parent.name not in ("console", "h5")
+)
+TEMPLATE_DIRS = [PACKAGE_DIR / "console" / "templates", PACKAGE_DIR / "h5" / "templates", *DOMAIN_TEMPLATE_DIRS]
 templates = Jinja2Templates(directory=TEMPLATE_DIRS)
 
 FLASH_COOKIE = "zt_flash"

@@ -15,15 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.authenticity import models as m
 from zhongtai.authenticity import rules
 from zhongtai.authenticity.models import AuthenticitySettings, CloneAlert, CodeSummary, Scan
 from zhongtai.codes.events import ItemEvent
-from zhongtai.core import domain_events, jobs
+from zhongtai.core import domain_events, jobs, sql
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import NotFound, ValidationFailed
 
@@ -162,16 +160,12 @@ async def do_update_settings(session: AsyncSession, tenant_id: uuid.UUID, change
 # Recording checks.
 
 
-def _upsert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-
-
 async def _lock_summary(session: AsyncSession, ref: CodeRef) -> Any:
     """Create the code's summary row if missing, lock it and return its current values, in one
     statement: the no-op DO UPDATE takes the row lock on PostgreSQL."""
     table = CodeSummary.__table__
     statement = (
-        _upsert(session)(table)
+        sql.insert(session, table)
         .values(code_id=ref.code_id, tenant_id=ref.tenant_id, view_count=0, verify_count=0, wrong_pin_count=0)
         .on_conflict_do_update(index_elements=["code_id"], set_={"verify_count": table.c.verify_count})
         .returning(*table.c)
@@ -227,7 +221,7 @@ async def do_record_view(session: AsyncSession, ref: CodeRef, ctx: CheckContext)
     table = CodeSummary.__table__
     row = (
         await session.execute(
-            _upsert(session)(table)
+            sql.insert(session, table)
             .values(code_id=ref.code_id, tenant_id=ref.tenant_id, view_count=1, verify_count=0, wrong_pin_count=0)
             .on_conflict_do_update(index_elements=["code_id"], set_={"view_count": table.c.view_count + 1})
             .returning(
@@ -247,7 +241,7 @@ async def do_record_wrong_pin(session: AsyncSession, ref: CodeRef, ctx: CheckCon
     scan_id = await _insert_scan(session, values)
     table = CodeSummary.__table__
     await session.execute(
-        _upsert(session)(table)
+        sql.insert(session, table)
         .values(code_id=ref.code_id, tenant_id=ref.tenant_id, view_count=0, verify_count=0, wrong_pin_count=1)
         .on_conflict_do_update(index_elements=["code_id"], set_={"wrong_pin_count": table.c.wrong_pin_count + 1})
     )
@@ -384,7 +378,7 @@ async def clone_alert_job(ctx: jobs.JobContext) -> None:
             "city_name": first_scan.city_name,
         }
     statement = (
-        _upsert(ctx.session)(CloneAlert.__table__)
+        sql.insert(ctx.session, CloneAlert.__table__)
         .values(
             id=uuid.uuid4(),
             tenant_id=ctx.tenant_id,

@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai import geo
@@ -52,7 +50,7 @@ from zhongtai.channel.scan_models import (
     DiversionAlert,
     DiversionCursor,
 )
-from zhongtai.core import audit, jobs
+from zhongtai.core import audit, jobs, sql
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.clock import utcnow
 from zhongtai.core.domain_events import publish
@@ -137,11 +135,9 @@ def outside_territory(dealer: Dealer, latitude: float, longitude: float) -> bool
 
 async def _insert_alert(session: AsyncSession, values: dict[str, Any]) -> DiversionAlert | None:
     """Insert unless an alert with this source already exists (retries, re-run sweeps)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(DiversionAlert)
+        sql.insert_ignore(session, DiversionAlert, "tenant_id", "source_ref")
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["tenant_id", "source_ref"])
         .returning(DiversionAlert.id)
     )
     alert_id = (await session.execute(statement)).scalar()

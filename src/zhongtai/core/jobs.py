@@ -24,12 +24,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, event, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from zhongtai.core import tenancy
+from zhongtai.core import sql, tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import BadRequest, CrossTenantAccess, NotFound
 from zhongtai.core.metrics import JOBS_PENDING, JOBS_PROCESSED
@@ -128,8 +126,7 @@ async def enqueue(
         "available_at": now + timedelta(seconds=delay_seconds),
         "created_at": now,
     }
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(OutboxJob).values(**values)
+    statement = sql.insert(session, OutboxJob).values(**values)
     if dedupe_key is not None:
         statement = statement.on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])
     await session.execute(statement)
@@ -167,8 +164,7 @@ async def enqueue_many(
         }
         for payload, dedupe_key in jobs
     ]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(OutboxJob).values(rows).on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])
+    statement = sql.insert_ignore(session, OutboxJob, "tenant_id", "dedupe_key").values(rows)
     await session.execute(statement)
     session.sync_session.info[_ENQUEUED_FLAG] = True
 

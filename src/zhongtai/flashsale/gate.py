@@ -19,10 +19,10 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 from sqlalchemy import and_, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from zhongtai.core import sql
 from zhongtai.flashsale.models import (
     MEMBER_COUNTS_TABLE,
     PURCHASE_QUEUED,
@@ -313,10 +313,6 @@ class _OverLimit(Exception):
         self.stock_left = stock_left
 
 
-def _upsert(dialect: str):  # type: ignore[no-untyped-def]
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 class DatabaseGate:
     """The gate as one SQL transaction; the purchase row it writes is the durable queue."""
 
@@ -324,7 +320,7 @@ class DatabaseGate:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._insert = _upsert(engine.dialect.name)
+        self.dialect = engine.dialect.name
 
     async def arm(self, sale: SaleConfig) -> None:
         return None  # the stock row is the counter; scheduling the sale is what arms it
@@ -391,7 +387,7 @@ class DatabaseGate:
                     return GateAnswer(Outcome.CLOSED, "", 0)
                 return GateAnswer(Outcome.SOLD_OUT, "", int(row.stock_left))
             counted = await conn.execute(
-                self._insert(counts)
+                sql.insert(self.dialect, counts)
                 .values(tenant_id=sale.tenant_id, sale_id=sale.id, consumer_id=consumer_id, bought=quantity)
                 .on_conflict_do_update(
                     index_elements=[counts.c.sale_id, counts.c.consumer_id],

@@ -32,9 +32,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.core import sql
 from zhongtai.core.db import Database
 from zhongtai.core.settings import Settings
 from zhongtai.flashsale.gate import STREAM_GROUP, SaleKeys, sales_registry_key
@@ -221,10 +221,8 @@ async def create_orders(session: AsyncSession, sale: SaleFacts, rows: Sequence[d
 
 async def insert_purchases(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Insert purchases, skipping references already written (the tenant is in each row)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = PURCHASES_TABLE
-    await session.execute(insert(table).on_conflict_do_nothing(index_elements=[table.c.reference]), rows)
+    await session.execute(sql.insert_ignore(session, table, table.c.reference), rows)
 
 
 class QueuedPersister:

@@ -16,12 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, insert, literal, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.catalog.models import Product
-from zhongtai.core import jobs
+from zhongtai.core import jobs, sql
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.db import pg_driver
@@ -272,12 +270,8 @@ async def do_enter(
         )
         .exists()
     )
-    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     inserted = await session.execute(
-        insert_(entries)
-        .from_select(list(_ENTRY_INSERT_COLUMNS), offered)
-        .on_conflict_do_nothing()
-        .returning(entries.c.id)
+        sql.insert_ignore(session, entries).from_select(list(_ENTRY_INSERT_COLUMNS), offered).returning(entries.c.id)
     )
     if inserted.scalar_one_or_none() is not None:
         return entry, True

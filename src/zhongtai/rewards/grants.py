@@ -24,15 +24,13 @@ from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, func, select, true, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.channel.events import DiversionPenalized
 from zhongtai.channel.models import Store
 from zhongtai.channel.scan_models import HOLDER_SOLD, HOLDER_STORE, Custody
 from zhongtai.codes.events import ItemEvent
-from zhongtai.core import audit, tenancy
+from zhongtai.core import audit, sql, tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import CrossTenantAccess
 from zhongtai.core.ids import new_id
@@ -98,10 +96,6 @@ def party_of(event: ItemEvent, role: str) -> str | None:
         return None
     found = {"store": event.store_id, "guide": event.guide_id, "dealer": event.dealer_id}[role]
     return None if found is None else f"{role}:{found}"
-
-
-def _upsert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 @dataclass
@@ -216,9 +210,9 @@ async def _claim_day(session: AsyncSession, tenant_id: uuid.UUID, group: list[_N
     False (nothing counted) when together they would pass the daily cap."""
     first, amount = group[0], sum(n.amount for n in group)
     await session.execute(
-        _upsert(session)(PoolDay)
-        .values(tenant_id=tenant_id, pool_id=first.pool_id, day=day, granted_fen=0, grants=0)
-        .on_conflict_do_nothing()
+        sql.insert_ignore(session, PoolDay).values(
+            tenant_id=tenant_id, pool_id=first.pool_id, day=day, granted_fen=0, grants=0
+        )
     )
     cap_ok: ColumnElement[bool] = PoolDay.granted_fen + amount <= first.daily_cap if first.daily_cap else true()
     done = await session.execute(
@@ -233,11 +227,10 @@ async def _claim_day(session: AsyncSession, tenant_id: uuid.UUID, group: list[_N
 async def _claim_caps(session: AsyncSession, tenant_id: uuid.UUID, new: _New, day: Any) -> str:
     """Count the grant against its pool's daily and per-party caps; the refusal reason or ""."""
     amount = new.amount
-    upsert = _upsert(session)
     await session.execute(
-        upsert(PoolDay)
-        .values(tenant_id=tenant_id, pool_id=new.pool_id, day=day, granted_fen=0, grants=0)
-        .on_conflict_do_nothing()
+        sql.insert_ignore(session, PoolDay).values(
+            tenant_id=tenant_id, pool_id=new.pool_id, day=day, granted_fen=0, grants=0
+        )
     )
     cap_ok: ColumnElement[bool] = PoolDay.granted_fen + amount <= new.daily_cap if new.daily_cap else true()
     done = await session.execute(
@@ -250,9 +243,9 @@ async def _claim_caps(session: AsyncSession, tenant_id: uuid.UUID, new: _New, da
         return "daily_cap"
     if new.partner_cap:
         await session.execute(
-            upsert(PoolParty)
-            .values(tenant_id=tenant_id, pool_id=new.pool_id, party=new.party, granted_fen=0)
-            .on_conflict_do_nothing()
+            sql.insert_ignore(session, PoolParty).values(
+                tenant_id=tenant_id, pool_id=new.pool_id, party=new.party, granted_fen=0
+            )
         )
         done = await session.execute(
             update(PoolParty)
@@ -427,12 +420,11 @@ async def grant_for_event(session: AsyncSession, event: ItemEvent) -> list[Grant
             )
         # One statement claims every role's (code, event, role) key: a key a racing duplicate holds
         # waits for it and, once it commits, inserts nothing (its row is read below).
-        claimed = dict(
+        claimed: dict[uuid.UUID, str] = dict(
             (
                 await session.execute(
-                    _upsert(session)(_GRANTS)
+                    sql.insert_ignore(session, _GRANTS, "tenant_id", "code_id", "event_kind", "role")
                     .values(values)
-                    .on_conflict_do_nothing(index_elements=["tenant_id", "code_id", "event_kind", "role"])
                     .returning(_GRANTS.c.id, _GRANTS.c.role)
                 )
             ).all()

@@ -14,11 +14,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.core import domain_events, jobs, tenancy
+from zhongtai.core import domain_events, jobs, sql, tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import CrossTenantAccess
 from zhongtai.core.ids import new_id
@@ -35,10 +33,6 @@ EXPIRE_BATCH = 1000
 
 _ORDERS = cast(Table, SalesOrder.__table__)
 _EVENTS = cast(Table, SalesOrderEvent.__table__)
-
-
-def _dialect_insert(session: AsyncSession) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def _check_drafts(drafts: Sequence[OrderDraft], now: datetime) -> None:
@@ -69,7 +63,6 @@ async def create_orders_bulk(session: AsyncSession, tenant_id: uuid.UUID, drafts
     for d in drafts:
         unique.setdefault((d.source, d.source_ref), d)  # the first of duplicates wins, as in the database
     drafts = [unique[key] for key in sorted(unique)]
-    dialect_insert = _dialect_insert(session)
     created = 0
     deadlines: set[int] = set()
     for start in range(0, len(drafts), BULK_BATCH):
@@ -96,10 +89,8 @@ async def create_orders_bulk(session: AsyncSession, tenant_id: uuid.UUID, drafts
         # Parameters as a list (not `.values(rows)`): the statement is compiled once and cached, and the
         # driver still sends multi-row INSERTs; compiling thousands of literal VALUES per batch cost more
         # than the database's work.
-        statement = (
-            dialect_insert(_ORDERS)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "source", "source_ref"])
-            .returning(_ORDERS.c.pay_deadline)
+        statement = sql.insert_ignore(session, _ORDERS, "tenant_id", "source", "source_ref").returning(
+            _ORDERS.c.pay_deadline
         )
         inserted = (await session.execute(statement, rows)).scalars().all()
         created += len(inserted)

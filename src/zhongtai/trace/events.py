@@ -18,10 +18,9 @@ from typing import Any
 
 from sqlalchemy import DateTime, SmallInteger, Table, Text, Uuid, bindparam, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.core import sql
 from zhongtai.core.clock import utcnow
 from zhongtai.core.db import pg_driver
 from zhongtai.trace import log, models
@@ -378,7 +377,6 @@ async def _store_values(
     result: StoreResult,
 ) -> None:
     """Multi-row `INSERT … VALUES` per CHUNK events (SQLite; on PostgreSQL the reference for `_store_unnest`)."""
-    insert = pg_insert if _is_postgres(session) else sqlite_insert
     for start in range(0, len(events), CHUNK):
         chunk = events[start : start + CHUNK]
         rows = [
@@ -402,7 +400,7 @@ async def _store_values(
             for e in chunk
         ]
         inserted = await session.execute(
-            insert(_EVENTS).values(rows).on_conflict_do_nothing().returning(_EVENTS.c.id, _EVENTS.c.hash_id)
+            sql.insert_ignore(session, _EVENTS).values(rows).returning(_EVENTS.c.id, _EVENTS.c.hash_id)
         )
         pk_of = {hash_id: pk for pk, hash_id in inserted}
         new = [e for e in chunk if e.hash_id in pk_of]
@@ -413,7 +411,7 @@ async def _store_values(
             for role, epc in e.epcs
         ]
         if epc_rows:
-            await session.execute(insert(_EVENT_EPCS), epc_rows)
+            await session.execute(sql.insert(session, _EVENT_EPCS), epc_rows)
         result.stored.extend(new)
 
 

@@ -44,12 +44,10 @@ from sqlalchemy import (
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from zhongtai.core import jobs
+from zhongtai.core import jobs, sql
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.db import pg_driver
@@ -130,11 +128,8 @@ async def _reserve(session: AsyncSession, tenant_id: uuid.UUID, count: int) -> i
     )
     new_size = (await session.execute(statement)).scalar_one_or_none()
     if new_size is None:
-        insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         await session.execute(
-            insert_(TraceLog)
-            .values(tenant_id=tenant_id, size=0, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["tenant_id"])
+            sql.insert_ignore(session, TraceLog, "tenant_id").values(tenant_id=tenant_id, size=0, created_at=utcnow())
         )
         new_size = (await session.execute(statement)).scalar_one()
     return int(new_size) - count

@@ -40,7 +40,11 @@ async def test_insert_ignore_and_upsert_behave_the_same_on_both_tiers(runtime: R
         await session.execute(bump.values(name="a", hits=1))
         await session.execute(bump.values(name="b", hits=1))
         guarded = sql.upsert(
-            session, counters, ("name",), {"note": sql.insert(session, counters).excluded.note}, where=counters.c.hits > 1
+            session,
+            counters,
+            ("name",),
+            {"note": sql.insert(session, counters).excluded.note},
+            where=counters.c.hits > 1,
         )
         await session.execute(guarded.values(name="a", hits=0, note="kept"))
         await session.execute(guarded.values(name="b", hits=0, note="refused"))

@@ -13,7 +13,6 @@ brand's slug and name, the decrypted PIN key — changes rarely or never and is 
 from __future__ import annotations
 
 import bisect
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from zhongtai.codes.models import CodeBatch
 from zhongtai.core import tenancy
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.models import Tenant
+from zhongtai.kit.cache import FOREVER, MISSING, TTLCache
 
 CACHE_SECONDS = 60.0
 
@@ -92,11 +92,19 @@ class Resolved:
 
 
 class _Caches:
+    """The resolver's caches (`zhongtai.kit.cache`): clear them all with `clear()`."""
+
     def __init__(self) -> None:
-        self.batches: dict[uuid.UUID, tuple[float, list[int], list[BatchInfo]]] = {}
-        self.tenants: dict[uuid.UUID, tuple[float, TenantInfo | None]] = {}
-        self.lots: dict[uuid.UUID, tuple[float, str | None]] = {}
-        self.pin_keys: dict[tuple[uuid.UUID, int], bytes] = {}
+        self.batches: TTLCache[uuid.UUID, tuple[list[int], list[BatchInfo]]] = TTLCache(
+            "authenticity.batches", ttl=CACHE_SECONDS, maxsize=10_000
+        )
+        self.tenants: TTLCache[uuid.UUID, TenantInfo | None] = TTLCache(
+            "authenticity.tenants", ttl=CACHE_SECONDS, maxsize=10_000
+        )
+        self.lots: TTLCache[uuid.UUID, str | None] = TTLCache("authenticity.lots", ttl=CACHE_SECONDS, maxsize=100_000)
+        self.pin_keys: TTLCache[tuple[uuid.UUID, int], bytes] = TTLCache(
+            "authenticity.pin_keys", ttl=FOREVER, maxsize=10_000
+        )
 
     def clear(self) -> None:
         self.batches.clear()
@@ -138,7 +146,7 @@ async def _load_batches(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[li
         for batch, product in rows
     ]
     starts = [info.first_code_id for info in infos]
-    caches.batches[tenant_id] = (time.monotonic() + CACHE_SECONDS, starts, infos)
+    caches.batches.set(tenant_id, (starts, infos))
     return starts, infos
 
 
@@ -152,8 +160,8 @@ def _find(starts: list[int], infos: list[BatchInfo], code_id: int) -> BatchInfo 
 
 async def _batch_of(session: AsyncSession, tenant_id: uuid.UUID, code_id: int) -> BatchInfo:
     cached = caches.batches.get(tenant_id)
-    if cached is not None and cached[0] > time.monotonic():
-        found = _find(cached[1], cached[2], code_id)
+    if cached is not None:
+        found = _find(cached[0], cached[1], code_id)
         if found is not None:
             return found
     starts, infos = await _load_batches(session, tenant_id)
@@ -164,14 +172,13 @@ async def _batch_of(session: AsyncSession, tenant_id: uuid.UUID, code_id: int) -
 
 
 async def _tenant(session: AsyncSession, tenant_id: uuid.UUID) -> TenantInfo:
-    cached = caches.tenants.get(tenant_id)
-    if cached is not None and cached[0] > time.monotonic():
-        info = cached[1]
-    else:
+    info = caches.tenants.get(tenant_id, MISSING)
+    if info is MISSING:
         row = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
-        info = TenantInfo(row.id, row.slug, row.name) if row is not None and row.is_active else None
-        caches.tenants[tenant_id] = (time.monotonic() + CACHE_SECONDS, info)
-    if info is None:
+        info = caches.tenants.set(
+            tenant_id, TenantInfo(row.id, row.slug, row.name) if row is not None and row.is_active else None
+        )
+    if not isinstance(info, TenantInfo):
         raise CodeNotFound("This brand's codes are not available.")
     return info
 
@@ -179,12 +186,10 @@ async def _tenant(session: AsyncSession, tenant_id: uuid.UUID) -> TenantInfo:
 async def _lot_number(session: AsyncSession, lot_id: uuid.UUID | None) -> str | None:
     if lot_id is None:
         return None
-    cached = caches.lots.get(lot_id)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    number = await session.scalar(select(Lot.lot_number).where(Lot.id == lot_id))
-    caches.lots[lot_id] = (time.monotonic() + CACHE_SECONDS, number)
-    return number
+    cached = caches.lots.get(lot_id, MISSING)
+    if cached is not MISSING:
+        return cached  # type: ignore[return-value]
+    return caches.lots.set(lot_id, await session.scalar(select(Lot.lot_number).where(Lot.id == lot_id)))
 
 
 @dataclass(frozen=True)
@@ -244,23 +249,22 @@ def facts_of(resolved: Resolved) -> CodeFacts:
 def resolve_cached(parsed: code_rules.ParsedCode, facts: CodeFacts) -> Resolved | None:
     """`resolve` from the per-process caches alone, given the code's facts; None when a cache is cold
     or expired (then `resolve` with a session). Raises what `resolve` raises for a wrong GTIN."""
-    now = time.monotonic()
     batches = caches.batches.get(facts.tenant_id)
-    tenant = caches.tenants.get(facts.tenant_id)
-    if batches is None or batches[0] <= now or tenant is None or tenant[0] <= now:
+    tenant = caches.tenants.get(facts.tenant_id, MISSING)
+    if batches is None or tenant is MISSING:
         return None
-    batch = _find(batches[1], batches[2], facts.code_id)
+    batch = _find(batches[0], batches[1], facts.code_id)
     if batch is None:
         return None
-    if tenant[1] is None:
+    if not isinstance(tenant, TenantInfo):
         raise CodeNotFound("This brand's codes are not available.")
     lot_number = None
     if facts.lot_id is not None:
-        lot = caches.lots.get(facts.lot_id)
-        if lot is None or lot[0] <= now:
+        lot = caches.lots.get(facts.lot_id, MISSING)
+        if lot is MISSING:
             return None
-        lot_number = lot[1]
-    return _assemble(parsed, facts, batch, tenant[1], lot_number)
+        lot_number = lot
+    return _assemble(parsed, facts, batch, tenant, lot_number)  # type: ignore[arg-type]
 
 
 async def resolve_text(session: AsyncSession, text: str) -> Resolved:
@@ -270,8 +274,7 @@ async def resolve_text(session: AsyncSession, text: str) -> Resolved:
 async def pin_key(session: AsyncSession, crypto: Crypto, tenant_id: uuid.UUID, version: int) -> bytes:
     cached = caches.pin_keys.get((tenant_id, version))
     if cached is None:
-        cached = await codes_service.pin_key(session, crypto, version)
-        caches.pin_keys[(tenant_id, version)] = cached
+        cached = caches.pin_keys.set((tenant_id, version), await codes_service.pin_key(session, crypto, version))
     return cached
 
 

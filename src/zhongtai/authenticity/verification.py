@@ -34,6 +34,7 @@ from zhongtai.core.errors import BadRequest, ValidationFailed
 from zhongtai.core.ratelimit import RateDecision
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.web import client_ip
+from zhongtai.kit.cache import TTLCache
 
 CLIENT_COOKIE = "zt_cid"
 CLIENT_HOUR = 3600.0
@@ -69,7 +70,9 @@ class Answer:
 # Codes this process saw locked, until when: a guesser hammering a locked code is answered from here,
 # without a database query. Only a shortcut — the limiter stays the authority (and is shared between
 # processes in production).
-_locked_codes: dict[str, tuple[float, str]] = {}
+_locked_codes: TTLCache[str, tuple[float, str]] = TTLCache(
+    "authenticity.locked_codes", ttl=3600, maxsize=LOCK_MEMO_SIZE
+)
 
 
 def remembered_lock(serial: str) -> Answer | None:
@@ -79,7 +82,7 @@ def remembered_lock(serial: str) -> Answer | None:
         return None
     left = memo[0] - time.monotonic()
     if left <= 0:
-        _locked_codes.pop(serial, None)
+        _locked_codes.pop(serial)
         return None
     return Answer(m.LOCKED, retry_after_seconds=max(1, math.ceil(left)), locked_by=memo[1])
 
@@ -87,13 +90,7 @@ def remembered_lock(serial: str) -> Answer | None:
 def remember_lock(serial: str, retry_after: float, scope: str) -> None:
     if scope != "code":
         return
-    if len(_locked_codes) >= LOCK_MEMO_SIZE:
-        now = time.monotonic()
-        for key in [key for key, (until, _) in _locked_codes.items() if until <= now]:
-            del _locked_codes[key]
-        if len(_locked_codes) >= LOCK_MEMO_SIZE:
-            _locked_codes.clear()
-    _locked_codes[serial] = (time.monotonic() + retry_after, scope)
+    _locked_codes.set(serial, (time.monotonic() + retry_after, scope), ttl=retry_after)
 
 
 def check_pin_format(pin: str) -> str:

@@ -30,7 +30,7 @@ from zhongtai.authenticity.resolver import Resolved
 from zhongtai.codes import rules as code_rules
 from zhongtai.codes.errors import UnreadableCodeError
 from zhongtai.core.errors import AppError
-from zhongtai.core.web import DbSession, RuntimeDep
+from zhongtai.core.web import DbSession, RuntimeDep, writes_on_get
 from zhongtai.i18n import LOCALE_COOKIE, LOCALES, translate
 from zhongtai.kit.panels import render_panels
 from zhongtai.kit.rendering import render, request_locale
@@ -222,11 +222,13 @@ async def _serve_path(
 
 
 @router.get("/01/{gtin}/21/{serial}")
+@writes_on_get
 async def item_page(request: Request, gtin: str, serial: str, session: DbSession, runtime: RuntimeDep) -> Response:
     return await _serve_path(request, session, runtime, gtin, serial, None)
 
 
 @router.get("/01/{gtin}/10/{lot}/21/{serial}")
+@writes_on_get
 async def item_lot_page(
     request: Request, gtin: str, lot: str, serial: str, session: DbSession, runtime: RuntimeDep
 ) -> Response:
@@ -234,6 +236,7 @@ async def item_lot_page(
 
 
 @router.get("/00/{sscc}")
+@writes_on_get
 async def sscc_page(request: Request, sscc: str, session: DbSession, runtime: RuntimeDep) -> Response:
     return await _serve_path(request, session, runtime, None, None, sscc)
 

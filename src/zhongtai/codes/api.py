@@ -41,7 +41,7 @@ from zhongtai.codes.schemas import (
 from zhongtai.core.errors import BadRequest, PermissionDenied
 from zhongtai.core.principals import Principal
 from zhongtai.core.schemas import Paged
-from zhongtai.core.web import DbSession, Origin, PageDep, RuntimeDep, require
+from zhongtai.core.web import DbSession, Origin, PageDep, RuntimeDep, require, writes_on_get
 
 router = APIRouter(prefix="/api/v1/codes", tags=["codes"])
 
@@ -144,6 +144,7 @@ async def void_codes(
 
 
 @router.get("/batches/{batch_id}/export")
+@writes_on_get
 async def export_batch(
     batch_id: uuid.UUID,
     session: DbSession,

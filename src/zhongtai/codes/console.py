@@ -43,7 +43,7 @@ from zhongtai.codes.models import (
 from zhongtai.codes.permissions import CODES_EXPORT, CODES_EXPORT_PINS, CODES_READ, CODES_SETTINGS, CODES_WRITE
 from zhongtai.core.errors import AppError, BadRequest
 from zhongtai.core.principals import Principal
-from zhongtai.core.web import DbSession, Origin, RuntimeDep
+from zhongtai.core.web import DbSession, Origin, RuntimeDep, writes_on_get
 from zhongtai.kit.page_deps import require_page
 from zhongtai.kit.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
 
@@ -389,6 +389,7 @@ async def void_codes(
 
 
 @router.get("/batches/{batch_id}/labels")
+@writes_on_get
 async def label_sheet(
     request: Request, session: DbSession, principal: CodesExporter, origin: Origin, batch_id: uuid.UUID
 ) -> Response:

@@ -16,6 +16,7 @@ from zhongtai.core import audit, tenancy
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import new_token, sha256_hex
+from zhongtai.core.db import write_after
 from zhongtai.core.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationFailed
 from zhongtai.core.models import PLATFORM_TENANT_ID, ApiToken, ConsoleSession, Tenant, User
 from zhongtai.core.passwords import hash_password, password_problem
@@ -404,11 +405,12 @@ async def authenticate_token(session: AsyncSession, secret: str, *, ip: str | No
         return None
     if token.last_used_at is None or now - token.last_used_at > TOKEN_LAST_USED_RESOLUTION:
         # Recorded at minute resolution so that a busy integration does not write on every request.
-        await session.execute(
+        await write_after(
+            session,
             update(ApiToken)
             .where(ApiToken.id == token.id)
             .values(last_used_at=now, last_used_ip=ip)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
     return Principal(
         kind=PrincipalKind.TOKEN,

@@ -1,10 +1,21 @@
 """Async engine, sessions and the unit of work.
 
 Only the boundary — a request, a job, a CLI command — commits; services take a session and flush.
+
+Two kinds of session share one pool:
+
+- `unit_of_work()` writes: on SQLite `BEGIN IMMEDIATE` (the single write lock, taken up front), on
+  PostgreSQL a read-write transaction;
+- `read_session()` reads: on SQLite a deferred `BEGIN` under `PRAGMA query_only` (no write lock, so
+  pages and lists never queue behind writers or each other), on PostgreSQL a `READ ONLY` transaction.
+  A write through it fails on both tiers instead of silently taking the lock. Small bookkeeping writes
+  a read needs (a token's or a console session's last use) go through `write_after`, which runs them in
+  their own short unit of work once the read session is closed.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -20,6 +32,10 @@ from zhongtai.core.errors import AppError
 from zhongtai.core.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_OPTION = "zt_read_only"  # execution option of the read sessions' engine
+DEFERRED_WRITES = "zt_deferred_writes"  # session.info key: statements `write_after` queued
+
+log = logging.getLogger("zhongtai.db")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -36,9 +52,15 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front: two transactions that read then write would
-        # otherwise deadlock on the lock upgrade, which busy_timeout cannot resolve.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers: IMMEDIATE takes the write lock up front: two transactions that read then write would
+        # otherwise deadlock on the lock upgrade, which busy_timeout cannot resolve. Readers: a deferred
+        # transaction (a WAL snapshot, no lock) under query_only, so that a read can never upgrade.
+        read = bool(conn.get_execution_options().get(READ_OPTION))
+        info = conn.connection.info  # lives as long as the DBAPI connection
+        if info.get(READ_OPTION, False) is not read:
+            conn.exec_driver_sql(f"PRAGMA query_only={'ON' if read else 'OFF'}")
+            info[READ_OPTION] = read
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -51,12 +73,42 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, pool_size=settings.database_pool_size, max_overflow=0)
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
+    # No pre-ping (a round trip on every checkout): connections are recycled before servers and
+    # proxies drop idle ones, and a connection the server has closed is replaced at checkout.
+    engine = create_async_engine(
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        pool_pre_ping=True,
+        pool_recycle=settings.database_pool_recycle_seconds,
     )
+    _replace_dead_connections(engine)
+    return engine
+
+
+def _replace_dead_connections(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+        # asyncpg learns of a closed socket (server restart, failover, an idle timeout, a terminated
+        # backend) without a round trip; the pool then discards it and checks out another (it retries
+        # up to three times), instead of the request failing on its first statement.
+        driver = getattr(dbapi_connection, "_connection", None)
+        if driver is not None and driver.is_closed():
+            raise DisconnectionError("The database closed this connection; taking another.")
+
+
+def is_read_session(session: AsyncSession) -> bool:
+    return bool(session.info.get(READ_OPTION))
+
+
+async def write_after(session: AsyncSession, statement: Any) -> None:
+    """A small bookkeeping write (an UPDATE by primary key, a last-use time): at once in a session that
+    writes; after the read session closes, in its own unit of work, when `session` only reads.
+    Deferred writes are best effort and run scoped to all tenants: pass statements naming their rows."""
+    deferred = session.info.get(DEFERRED_WRITES)
+    if deferred is None:
+        await session.execute(statement)
+    else:
+        deferred.append(statement)
 
 
 async def pg_driver(session: AsyncSession) -> Any:
@@ -90,6 +142,16 @@ class Database:
             autoflush=False,
             info={"settings": settings},
         )
+        # The same pool, read-only transactions (see `read_session`).
+        read_options: dict[str, Any] = {READ_OPTION: True}
+        if self.engine.dialect.name == "postgresql":
+            read_options["postgresql_readonly"] = True
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(**read_options),
+            expire_on_commit=False,
+            autoflush=False,
+            info={"settings": settings, READ_OPTION: True},
+        )
 
     @property
     def dialect(self) -> str:
@@ -108,10 +170,10 @@ class Database:
         which is most of a small read's latency. Only for reads whose answer does not depend on one
         snapshot across statements — append-only data such as the Merkle log, whose nodes never change
         once written. Nothing is committed at the end; do not write through it. On SQLite it is a
-        unit of work (its transactions are local calls, not round trips).
+        `read_session` (its transactions are local calls, not round trips).
         """
         if self.dialect != "postgresql":
-            async with self.unit_of_work(tenant_id=tenant_id, all_tenants=all_tenants) as session:
+            async with self.read_session(tenant_id=tenant_id, all_tenants=all_tenants) as session:
                 yield session
             return
         async with self.read_only_sessionmaker() as session:
@@ -120,6 +182,37 @@ class Database:
             elif tenant_id is not None:
                 tenancy.scope_to_tenant(session, tenant_id)
             yield session
+
+    @asynccontextmanager
+    async def read_session(
+        self, *, tenant_id: uuid.UUID | None = None, all_tenants: bool = False
+    ) -> AsyncIterator[AsyncSession]:
+        """A session that reads in one read-only transaction, scoped as `unit_of_work`'s.
+
+        Holds no write lock on SQLite and refuses writes on both tiers. Statements queued with
+        `write_after` run in their own unit of work after the read transaction has ended.
+        """
+        deferred: list[Any] = []
+        async with self.read_sessionmaker() as session:
+            session.info[DEFERRED_WRITES] = deferred
+            if all_tenants:
+                tenancy.scope_all_tenants(session)
+            elif tenant_id is not None:
+                tenancy.scope_to_tenant(session, tenant_id)
+            try:
+                yield session
+            finally:
+                await session.rollback()  # nothing to keep: ends the snapshot, returns the connection
+        if deferred:
+            await self._run_deferred(deferred)
+
+    async def _run_deferred(self, statements: list[Any]) -> None:
+        try:
+            async with self.unit_of_work(all_tenants=True) as session:
+                for statement in statements:
+                    await session.execute(statement)
+        except Exception:  # bookkeeping only (last-use times): never fails the read that asked
+            log.warning("deferred bookkeeping write failed", exc_info=True)
 
     @asynccontextmanager
     async def unit_of_work(

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str | None = Field(default=None, description="SQLAlchemy async URL; SQLite under data_dir if unset")
     database_pool_size: int = 10
+    # PostgreSQL connections older than this are replaced at checkout (before proxies and firewalls
+    # drop idle ones); dead ones are replaced at checkout too, without a ping per request.
+    database_pool_recycle_seconds: int = 1800
     redis_url: str | None = None
     redis_prefix: str = "zt:"
 

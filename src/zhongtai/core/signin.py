@@ -14,6 +14,7 @@ from zhongtai.core import audit, tenancy
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import sha256_hex
+from zhongtai.core.db import write_after
 from zhongtai.core.errors import RateLimited, Unauthenticated
 from zhongtai.core.metrics import LOGIN_FAILURES
 from zhongtai.core.models import ConsoleSession, Tenant, User
@@ -120,11 +121,12 @@ async def resolve_session(session: AsyncSession, secret_key: bytes, cookie_value
     if row.revoked_at is not None or row.expires_at <= now or not user.is_active or not tenant.is_active:
         return None
     if now - row.last_seen_at > LAST_SEEN_RESOLUTION:
-        await session.execute(
+        await write_after(
+            session,
             update(ConsoleSession)
             .where(ConsoleSession.id == row.id)
             .values(last_seen_at=now)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
     return operator_principal(user, tenant, row)
 

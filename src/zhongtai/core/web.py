@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,16 +42,41 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
+WRITES_ON_GET = "__zt_writes_on_get__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def writes_on_get(endpoint: F) -> F:
+    """Mark a GET route that writes (the scan page records the scan; a pickup code is issued on
+    first view): its requests get the unit of work instead of a read session."""
+    setattr(endpoint, WRITES_ON_GET, True)
+    return endpoint
+
+
+def route_reads_only(request: Request) -> bool:
+    """GET and HEAD read, unless their route is marked `writes_on_get`; every other method writes."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    return not getattr(request.scope.get("endpoint"), WRITES_ON_GET, False)
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     runtime = get_runtime(request)
+    if route_reads_only(request):
+        async with runtime.db.read_session() as session:
+            request.state.db = session
+            yield session
+        return
     async with runtime.db.unit_of_work() as session:
         request.state.db = session
         yield session
 
 
-# scope="function": the commit happens before the response is sent, so a failed commit is an error
-# response and never a success the client believes.
-DbSession = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
+# The request's session, chosen by the route: a read session for GET/HEAD (no write lock on SQLite, a
+# read-only transaction on PostgreSQL), the unit of work for everything else and for `writes_on_get`
+# routes. scope="function": the commit happens before the response is sent, so a failed commit is an
+# error response and never a success the client believes.
+DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 
 
 async def _read_only(request: Request) -> AsyncIterator[AsyncSession]:

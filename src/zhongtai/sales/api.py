@@ -29,6 +29,7 @@ from zhongtai.core.web import (
     RuntimeDep,
     rate_limit,
     require,
+    writes_on_get,
 )
 from zhongtai.sales import jobs as _jobs  # noqa: F401 - registers the expiry job
 from zhongtai.sales import payments, pickup, rules, service, settlement
@@ -236,6 +237,7 @@ async def pay_order(
 
 
 @router.get("/consumer/sales/orders/{order_id}/pickup-code", response_model=PickupCodeOut)
+@writes_on_get
 async def my_pickup_code(
     order_id: uuid.UUID, session: DbSession, consumer: CurrentConsumer, runtime: RuntimeDep
 ) -> PickupCodeOut:

@@ -45,7 +45,13 @@ PublicLimit = Depends(rate_limit("lottery-public", limit=60, period=60.0))
 @router.post("/lottery/stores", response_model=StoreOut, status_code=201)
 async def create_store(body: StoreCreate, session: DbSession, actor: LotteryWriter, origin: Origin) -> StoreOut:
     store = await service.do_create_store(
-        session, code=body.code, name=body.name, city=body.city, latitude=body.latitude, longitude=body.longitude
+        session,
+        code=body.code,
+        name=body.name,
+        city=body.city,
+        latitude=body.latitude,
+        longitude=body.longitude,
+        channel_store_id=body.channel_store_id,
     )
     await audit.record(
         session, actor, "lottery.store_create", target_type="lottery_store", target_id=store.id, origin=origin
@@ -91,7 +97,12 @@ async def _stock_out(session: DbSession, session_id: uuid.UUID) -> StockOut:
     counts = await service.entry_counts(session, session_id)
     return StockOut(
         items=[
-            {"store_id": str(s.store_id), "product_id": str(s.product_id), "quantity": s.quantity}
+            {
+                "store_id": str(s.store_id),
+                "product_id": str(s.product_id),
+                "quantity": s.quantity,
+                "price_fen": s.price_fen,
+            }
             for s in await service.stock_of(session, session_id)
         ],
         entries=[
@@ -112,7 +123,7 @@ async def set_stock(
     session_id: uuid.UUID, body: StockSet, session: DbSession, actor: LotteryWriter, origin: Origin
 ) -> StockOut:
     lottery = await service.get_session(session, session_id)
-    items = [service.StockItem(i.store_id, i.product_id, i.quantity) for i in body.items]
+    items = [service.StockItem(i.store_id, i.product_id, i.quantity, i.price_fen) for i in body.items]
     await service.do_set_stock(session, lottery, items)
     await audit.record(
         session,

@@ -1,20 +1,26 @@
-"""Background work after a draw: tell the winners, forfeit unpaid wins at the deadline."""
+"""Background work after a draw: each winner's order, the winners told, unpaid wins forfeited at the
+deadline; and the lottery's side of the orders' payments and expiries (sales' domain events)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta, timezone
 
 from sqlalchemy import select
 
 from zhongtai.core.clock import utcnow
 from zhongtai.core.consumers import PHONE_PURPOSE
 from zhongtai.core.crypto import Crypto
+from zhongtai.core.domain_events import subscribe
 from zhongtai.core.jobs import JobContext, enqueue, job_handler
 from zhongtai.core.models import Consumer, Tenant
 from zhongtai.core.settings import Settings
 from zhongtai.core.sms import SandboxSmsSender
 from zhongtai.lottery import service
 from zhongtai.lottery.models import WIN_PENDING_PAYMENT, LotterySession, LotteryWin
+from zhongtai.sales.events import OrderExpired, OrderPaid
+
+CHINA = timezone(timedelta(hours=8))  # members read the deadline in China Standard Time, not the server's zone
 
 
 @job_handler(service.NOTIFY_TOPIC)
@@ -35,9 +41,10 @@ async def notify_winners(ctx: JobContext) -> None:
         .limit(500)
     )
     found = rows.all()
+    await service.do_create_win_orders(ctx.session, lottery, [win for win, _ in found])
     for win, phone_ciphertext in found:
         phone = crypto.pii.decrypt(phone_ciphertext, purpose=PHONE_PURPOSE)
-        due = win.payment_due_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        due = win.payment_due_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
         await sms.send(
             ctx.session,
             tenant_id=ctx.tenant_id,
@@ -63,3 +70,7 @@ async def forfeit_unpaid(ctx: JobContext) -> None:
     if pending is not None:  # a deadline still ahead (e.g. the job ran early): look again then
         delay = max(1.0, (pending - utcnow()).total_seconds() + 1)
         await enqueue(ctx.session, service.FORFEIT_TOPIC, ctx.payload, delay_seconds=delay)
+
+
+subscribe(OrderPaid, "lottery.win_paid", service.on_order_paid)
+subscribe(OrderExpired, "lottery.win_forfeited", service.on_order_expired)

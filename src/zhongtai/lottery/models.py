@@ -1,8 +1,8 @@
 """ORM models of reservation lotteries.
 
-`LotteryStore` is a thin pick-up store list of this module until the channel module's stores exist;
-entries and stock refer to it by id only, so that it can be replaced by channel stores (same ids,
-or a mapping migration) without touching the draw.
+`LotteryStore` is the pick-up store list of this module: entries and stock refer to it by id only, so
+the draw does not depend on the channel. A lottery store names the channel store (门店) that hands the
+bottles over (`channel_store_id`); a winner's order is picked up there, by that store's clerks.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -52,6 +53,8 @@ class LotteryStore(TenantOwned, Base):
     longitude: Mapped[float] = mapped_column(Float)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The channel store (channel_stores.id) whose clerks hand over the winners' bottles.
+    channel_store_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
 
 
 class LotterySession(TenantOwned, Base):
@@ -90,6 +93,7 @@ class LotteryStock(TenantOwned, Base):
     store_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lottery_stores.id"), primary_key=True)
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("catalog_products.id"), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
+    price_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # a winner pays this
 
 
 class LotteryEntry(TenantOwned, Base):

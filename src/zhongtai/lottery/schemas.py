@@ -17,6 +17,9 @@ class StoreCreate(RequestBody):
     city: str = Field(default="", max_length=60)
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
+    channel_store_id: uuid.UUID | None = Field(
+        default=None, description="the channel store whose clerks hand over the winners' bottles"
+    )
 
 
 class StoreOut(BaseModel):
@@ -28,6 +31,7 @@ class StoreOut(BaseModel):
     city: str
     latitude: float
     longitude: float
+    channel_store_id: uuid.UUID | None = None
 
 
 class NearbyStoreOut(StoreOut):
@@ -72,6 +76,7 @@ class StockLine(RequestBody):
     store_id: uuid.UUID
     product_id: uuid.UUID
     quantity: int = Field(ge=1, le=1_000_000)
+    price_fen: int = Field(default=0, ge=0, le=100_000_000, description="what a winner pays per bottle, in fen")
 
 
 class StockSet(RequestBody):

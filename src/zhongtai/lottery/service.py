@@ -43,6 +43,7 @@ from zhongtai.lottery.models import (
     SESSION_DRAFT,
     SESSION_DRAWN,
     WIN_FORFEITED,
+    WIN_PAID,
     WIN_PENDING_PAYMENT,
     LotteryEntry,
     LotterySession,
@@ -73,12 +74,36 @@ EXCLUSION_REASONS = (EXCLUDED_NOT_VERIFIED, EXCLUDED_UNDER_AGE, EXCLUDED_DUPLICA
 
 
 async def do_create_store(
-    session: AsyncSession, *, code: str, name: str, city: str, latitude: float, longitude: float
+    session: AsyncSession,
+    *,
+    code: str,
+    name: str,
+    city: str,
+    latitude: float,
+    longitude: float,
+    channel_store_id: uuid.UUID | None = None,
 ) -> LotteryStore:
+    """`channel_store_id`: the channel store whose clerks hand the winners' bottles over (without it a
+    winner's order names no store and no clerk can complete its pickup)."""
     code = code.strip()
     if await session.scalar(select(LotteryStore.id).where(LotteryStore.code == code)) is not None:
         raise ValidationFailed(f"A store with code {code} already exists.", field="code")
-    store = LotteryStore(code=code, name=name.strip(), city=city.strip(), latitude=latitude, longitude=longitude)
+    if channel_store_id is not None:
+        from zhongtai.channel.models import Store
+
+        if await session.scalar(select(Store.id).where(Store.id == channel_store_id)) is None:
+            raise ValidationFailed(
+                f"No channel store {channel_store_id} in this brand; create the store in the channel first.",
+                field="channel_store_id",
+            )
+    store = LotteryStore(
+        code=code,
+        name=name.strip(),
+        city=city.strip(),
+        latitude=latitude,
+        longitude=longitude,
+        channel_store_id=channel_store_id,
+    )
     session.add(store)
     await session.flush()
     return store
@@ -136,6 +161,7 @@ class StockItem:
     store_id: uuid.UUID
     product_id: uuid.UUID
     quantity: int
+    price_fen: int = 0  # what a winner pays for one bottle
 
 
 async def do_set_stock(session: AsyncSession, lottery: LotterySession, items: Sequence[StockItem]) -> int:
@@ -157,7 +183,13 @@ async def do_set_stock(session: AsyncSession, lottery: LotterySession, items: Se
         delete(LotteryStock).where(LotteryStock.session_id == lottery.id).execution_options(synchronize_session=False)
     )
     session.add_all(
-        LotteryStock(session_id=lottery.id, store_id=i.store_id, product_id=i.product_id, quantity=i.quantity)
+        LotteryStock(
+            session_id=lottery.id,
+            store_id=i.store_id,
+            product_id=i.product_id,
+            quantity=i.quantity,
+            price_fen=i.price_fen,
+        )
         for i in items
     )
     await session.flush()
@@ -740,6 +772,80 @@ async def do_forfeit_unpaid(session: AsyncSession, session_id: uuid.UUID | None 
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+ORDER_SOURCE = "lottery"
+
+
+async def do_create_win_orders(session: AsyncSession, lottery: LotterySession, wins: Sequence[LotteryWin]) -> int:
+    """The sales order of each win (idempotent: `source_ref` is the win's id): one bottle at the stock's
+    price, to pay by the win's deadline, picked up at the lottery store's channel store."""
+    from zhongtai.sales import service as sales
+    from zhongtai.sales.rules import OrderDraft
+
+    if not wins:
+        return 0
+    prices = {
+        (s.store_id, s.product_id): s.price_fen
+        for s in await session.scalars(select(LotteryStock).where(LotteryStock.session_id == lottery.id))
+    }
+    pickup = dict(
+        (
+            await session.execute(
+                select(LotteryStore.id, LotteryStore.channel_store_id).where(
+                    LotteryStore.id.in_({w.store_id for w in wins})
+                )
+            )
+        ).all()
+    )
+    drafts = [
+        OrderDraft(
+            source=ORDER_SOURCE,
+            source_ref=str(win.id),
+            consumer_id=win.consumer_id,
+            product_id=win.product_id,
+            quantity=1,
+            unit_price_fen=int(prices.get((win.store_id, win.product_id), 0)),
+            pay_deadline=win.payment_due_at,
+            store_id=pickup.get(win.store_id),
+            created_at=win.created_at,
+        )
+        for win in wins
+        if win.status == WIN_PENDING_PAYMENT and win.payment_due_at > utcnow()
+    ]
+    return await sales.create_orders_bulk(session, lottery.tenant_id, drafts)
+
+
+async def on_order_paid(session: AsyncSession, event: Any) -> bool:
+    """Subscriber of `sales.events.OrderPaid`: a winner paid; the win is paid (once)."""
+    if event.source != ORDER_SOURCE:
+        return False
+    done = await session.execute(
+        update(LotteryWin)
+        .where(LotteryWin.id == uuid.UUID(event.source_ref), LotteryWin.status == WIN_PENDING_PAYMENT)
+        .values(status=WIN_PAID)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+async def on_order_expired(session: AsyncSession, event: Any) -> bool:
+    """Subscriber of `sales.events.OrderExpired`: a winner did not pay in time; the win is forfeited."""
+    if event.source != ORDER_SOURCE:
+        return False
+    done = await session.execute(
+        update(LotteryWin)
+        .where(LotteryWin.id == uuid.UUID(event.source_ref), LotteryWin.status == WIN_PENDING_PAYMENT)
+        .values(status=WIN_FORFEITED, forfeited_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+async def order_of_win(session: AsyncSession, win_id: uuid.UUID) -> Any:
+    from zhongtai.sales import service as sales
+
+    return await sales.get_order_by_source(session, ORDER_SOURCE, str(win_id))
+
+
 async def wins_of(session: AsyncSession, session_id: uuid.UUID) -> list[LotteryWin]:
     rows = await session.scalars(
         select(LotteryWin)
@@ -851,11 +957,22 @@ async def receipt(session: AsyncSession, lottery: LotterySession, entry: Lottery
         index, proof = await inclusion_proof(session, lottery, entry)
         data.update(leaf_index=index, tree_size=lottery.entries_count, inclusion_proof=[p.hex() for p in proof])
     if win is not None:
+        order = await order_of_win(session, win.id)
         data["win"] = {
             "id": str(win.id),
             "rank": win.rank,
             "status": win.status,
             "payment_due_at": win.payment_due_at.isoformat(),
+            # the order to pay (created right after the draw, with the winners' notification)
+            "order": None
+            if order is None
+            else {
+                "id": str(order.id),
+                "order_no": order.order_no,
+                "state": order.state,
+                "amount_fen": order.amount_fen,
+                "store_id": str(order.store_id) if order.store_id else None,
+            },
         }
     return data
 

@@ -1,6 +1,7 @@
 """Events that sales publishes through `zhongtai.core.domain_events` (in the publisher's transaction).
 
-Subscribers (flash sales return stock, lotteries forfeit the win) must be idempotent on `order_id`.
+Subscribers (flash sales return stock; lotteries mark the win paid or forfeit it) must be idempotent
+on `order_id`.
 """
 
 from __future__ import annotations
@@ -21,3 +22,18 @@ class OrderExpired:
     product_id: uuid.UUID
     quantity: int
     consumer_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class OrderPaid:
+    """An order's payment succeeded and the order is now paid (then ready for pickup). Published exactly
+    once per order, in the transaction of the provider's verified notification."""
+
+    tenant_id: uuid.UUID
+    order_id: uuid.UUID
+    source: str
+    source_ref: str
+    product_id: uuid.UUID
+    quantity: int
+    consumer_id: uuid.UUID
+    amount_fen: int

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.core import domain_events
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
 from zhongtai.sales import rules, service, settlement
@@ -37,6 +38,7 @@ from zhongtai.sales.errors import (
     PaymentNotFound,
     RefundRefused,
 )
+from zhongtai.sales.events import OrderPaid
 from zhongtai.sales.models import SalesOrder, SalesPayment
 
 SANDBOX = "sandbox"
@@ -229,6 +231,19 @@ async def do_handle_notification(
         return _result(payment, order, duplicate=True)
     if order.state == rules.PENDING_PAYMENT and order.pay_deadline > now:
         await service.do_transition(session, order, rules.PAID, actor=f"payment:{provider.name}", now=now)
+        await domain_events.publish(
+            session,
+            OrderPaid(
+                tenant_id=order.tenant_id,
+                order_id=order.id,
+                source=order.source,
+                source_ref=order.source_ref,
+                product_id=order.product_id,
+                quantity=order.quantity,
+                consumer_id=order.consumer_id,
+                amount_fen=order.amount_fen,
+            ),
+        )
         await settlement.do_settle(session, order)
         await service.do_transition(session, order, rules.READY_FOR_PICKUP, actor="system", now=now)
         return _result(payment, order, duplicate=False)

@@ -40,6 +40,8 @@
       var label = messages.results[r.result] || r.result;
       if (r.win) label += " (" + new Date(r.win.payment_due_at).toLocaleString() + ")";
       document.getElementById("receipt-result").textContent = label;
+      var order = r.win && r.win.order;
+      document.getElementById("receipt-pay").hidden = !(order && order.state === "pending_payment");
       document.getElementById("receipt-leaf").textContent = r.leaf;
       document.getElementById("receipt-root").textContent = r.entries_root || "—";
       document.getElementById("receipt-proof").textContent = r.inclusion_proof

@@ -18,12 +18,13 @@ import pytest
 from zhongtai import domains
 from zhongtai.channel import console as channel_console
 from zhongtai.channel import h5_pages as channel_h5
-from zhongtai.console import admin_pages, ops_pages, rendering
+from zhongtai.console import admin_pages, ops_pages
 from zhongtai.core import errors as core_errors
 from zhongtai.core.permissions import PERMISSIONS
 from zhongtai.core.permissions import ROLE_LABELS as CORE_ROLE_LABELS
 from zhongtai.h5 import pages as h5_pages
 from zhongtai.i18n import catalog, translate
+from zhongtai.kit import rendering
 from zhongtai.lottery import console as lottery_console
 from zhongtai.lottery import h5 as lottery_h5
 from zhongtai.trace import steps as trace_steps
@@ -54,7 +55,10 @@ def _template_strings() -> set[str]:
 def _tr_calls() -> set[str]:
     found: set[str] = set()
     for path in PAGE_MODULES:
-        found.update(re.findall(r'\btr\(\s*request,\s*"((?:[^"\\]|\\.)+)"', path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        found.update(re.findall(r'\btr\(\s*request,\s*"((?:[^"\\]|\\.)+)"', text))
+        # messages of the kit's archive routes (`kit.crud.add_archive_routes`), translated when shown
+        found.update(re.findall(r'\b(?:archived|restored)_message="((?:[^"\\]|\\.)+)"', text))
     return found
 
 

@@ -6,14 +6,11 @@ import uuid
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from zhongtai.catalog import importer, rules, service
-from zhongtai.catalog.errors import ImportHasErrors, ImportTooLarge
 from zhongtai.catalog.permissions import CATALOG_READ, CATALOG_WRITE
 from zhongtai.catalog.schemas import (
-    ImportReport,
-    ImportRowError,
     LotCreate,
     LotOut,
     LotUpdate,
@@ -25,6 +22,8 @@ from zhongtai.core.errors import ValidationFailed
 from zhongtai.core.principals import Principal
 from zhongtai.core.schemas import Paged
 from zhongtai.core.web import DbSession, Origin, PageDep, require
+from zhongtai.kit.crud import ImportReport, check_upload_size, read_upload, report_of
+from zhongtai.kit.tabular import ImportHasErrors
 
 router = APIRouter(prefix="/api/v1/catalog", tags=["catalog"])
 
@@ -123,41 +122,6 @@ async def update_lot(
 
 
 # Import.
-
-
-def check_upload_size(request: Request) -> None:
-    """Refuse an oversized upload from its Content-Length before reading it."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > importer.MAX_BYTES + 64 * 1024:
-        raise ImportTooLarge(
-            f"The file is larger than {importer.MAX_BYTES // (1024 * 1024)} MB; split it into smaller files."
-        )
-
-
-async def read_upload(upload: UploadFile) -> bytes:
-    content = await upload.read(importer.MAX_BYTES + 1)
-    if len(content) > importer.MAX_BYTES:
-        raise ImportTooLarge(
-            f"The file is larger than {importer.MAX_BYTES // (1024 * 1024)} MB; split it into smaller files."
-        )
-    return content
-
-
-def report_of(result: importer.ImportResult) -> ImportReport:
-    return ImportReport(
-        file_format=result.file_format,
-        mode=str(result.mode),
-        rows=result.rows,
-        valid_rows=result.valid_rows,
-        invalid_rows=result.invalid_rows,
-        imported=result.imported,
-        created=result.created,
-        updated=result.updated,
-        unchanged=result.unchanged,
-        ignored_columns=result.ignored_columns,
-        error_count=len(result.errors),
-        errors=[ImportRowError(row=e.row, column=e.column, message=e.message) for e in result.reported_errors],
-    )
 
 
 @router.post(

@@ -10,19 +10,19 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from zhongtai.catalog import importer, rules, service
-from zhongtai.catalog.api import check_upload_size, read_upload
 from zhongtai.catalog.errors import DuplicateGtin, DuplicateLot, InvalidFields
 from zhongtai.catalog.models import PRODUCT_STATUSES, Lot, Product
 from zhongtai.catalog.permissions import CATALOG_READ, CATALOG_WRITE
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin
+from zhongtai.kit import crud
 from zhongtai.kit.page_deps import require_page
 from zhongtai.kit.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
 
@@ -260,22 +260,16 @@ async def update_product(
     )
 
 
-@router.post("/products/{product_id}/archive")
-async def archive_product(
-    request: Request, session: DbSession, principal: CatalogWriter, origin: Origin, product_id: uuid.UUID
-) -> Response:
-    product = await service.do_set_archived(session, principal, product_id, archived=True, origin=origin)
-    message = tr(request, "Product {name} was archived.", name=product.name)
-    return redirect_with_flash(request, "/console/catalog/products", message)
-
-
-@router.post("/products/{product_id}/unarchive")
-async def unarchive_product(
-    request: Request, session: DbSession, principal: CatalogWriter, origin: Origin, product_id: uuid.UUID
-) -> Response:
-    product = await service.do_set_archived(session, principal, product_id, archived=False, origin=origin)
-    message = tr(request, "Product {name} is active again.", name=product.name)
-    return redirect_with_flash(request, "/console/catalog/products", message)
+crud.add_archive_routes(
+    router,
+    "/products/{product_id}",
+    id_name="product_id",
+    archive=service.do_set_archived,
+    permission=CatalogWriter,
+    archived_message="Product {name} was archived.",
+    restored_message="Product {name} is active again.",
+    back=lambda _product: "/console/catalog/products",
+)
 
 
 # Lots.
@@ -451,22 +445,14 @@ async def update_lot(
 def _import_page(
     request: Request, *, result: importer.ImportResult | None = None, error: str | None = None, status_code: int = 200
 ) -> Response:
-    report: list[dict[str, Any]] = []
-    if result is not None:
-        report = [
-            {"row": e.row, "column": e.column, "message": tr(request, e.template, **e.values)}
-            for e in result.reported_errors
-        ]
     return render(
         request,
         "catalog/import.html",
         {
             "result": result,
-            "report": report,
+            "report": crud.report_rows(request, result),
             "error": error,
-            "max_rows": importer.MAX_ROWS,
-            "max_megabytes": importer.MAX_BYTES // (1024 * 1024),
-            "max_reported": importer.MAX_REPORTED_ERRORS,
+            **crud.import_limits(),
             "columns": importer.COLUMN_ALIASES,
         },
         status_code=status_code,
@@ -478,7 +464,7 @@ async def import_page(request: Request, principal: CatalogWriter) -> Response:
     return _import_page(request)
 
 
-@router.post("/import", dependencies=[Depends(check_upload_size)])
+@router.post("/import", dependencies=[Depends(crud.check_upload_size)])
 async def import_upload(
     request: Request,
     session: DbSession,
@@ -490,7 +476,7 @@ async def import_upload(
 ) -> Response:
     chosen = importer.ImportMode.VALID_ROWS if mode == importer.ImportMode.VALID_ROWS else importer.ImportMode.ALL
     try:
-        content = await read_upload(file)
+        content = await crud.read_upload(file)
         result = await importer.do_import_products(
             session,
             principal,
@@ -502,26 +488,6 @@ async def import_upload(
         )
     except AppError as exc:
         await session.rollback()
-        return _import_page(request, error=_import_error(request, exc), status_code=exc.status_code)
+        return _import_page(request, error=crud.import_error(request, exc), status_code=exc.status_code)
     refused = bool(result.errors) and chosen is importer.ImportMode.ALL and dry_run != "1"
     return _import_page(request, result=result, status_code=422 if refused else 200)
-
-
-def _import_error(request: Request, error: AppError) -> str:
-    if "missing_columns" in error.data:
-        return tr(
-            request,
-            "The first row must name the columns; missing: {columns}.",
-            columns=", ".join(error.data["missing_columns"]),
-        )
-    if error.code != "import_too_large":
-        return localize_error(request, error)
-    if error.message.startswith("The file has more than"):
-        return tr(
-            request, "The file has more than {rows} rows; split it into smaller files.", rows=f"{importer.MAX_ROWS:,}"
-        )
-    return tr(
-        request,
-        "The file is larger than {megabytes} MB; split it into smaller files.",
-        megabytes=importer.MAX_BYTES // (1024 * 1024),
-    )

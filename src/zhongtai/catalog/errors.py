@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from zhongtai.catalog.rules import Problem
-from zhongtai.core.errors import AppError, Conflict, NotFound, ValidationFailed
+from zhongtai.core.errors import Conflict, NotFound, ValidationFailed
+
+# The import errors are the kit's, shared by every tabular import; named here for catalog callers.
+from zhongtai.kit.tabular import ImportHasErrors, ImportTooLarge, ImportUnreadable  # noqa: F401
 
 
 class InvalidFields(ValidationFailed):
@@ -50,19 +53,3 @@ class DuplicateLot(Conflict):
 class ProductArchived(Conflict):
     code = "product_archived"
     default_message = "This product is archived; unarchive it first."
-
-
-class ImportTooLarge(AppError):
-    code = "import_too_large"
-    status_code = 413
-
-
-class ImportUnreadable(ValidationFailed):
-    code = "import_unreadable"
-
-
-class ImportHasErrors(ValidationFailed):
-    """Some rows have errors and the operator asked for all or nothing: nothing was imported.
-    `data` is the whole report."""
-
-    code = "import_has_errors"

@@ -8,27 +8,40 @@ updates the products instead of duplicating them.
 
 from __future__ import annotations
 
-import csv
-import io
-import zipfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from collections.abc import Iterator, Sequence
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.catalog import rules, service
-from zhongtai.catalog.errors import ImportTooLarge, ImportUnreadable
 from zhongtai.core import audit
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.principals import Principal
+from zhongtai.kit.tabular import (
+    MAX_BYTES,
+    MAX_REPORTED_ERRORS,
+    MAX_ROWS,
+    ImportMode,
+    ImportResult,
+    ImportTooLarge,
+    ImportUnreadable,
+    RowError,
+    cell_text,
+    read_rows,
+)
 
-MAX_BYTES = 5 * 1024 * 1024
-MAX_ROWS = 50_000
-MAX_REPORTED_ERRORS = 1_000
+__all__ = [
+    "COLUMN_ALIASES",
+    "MAX_BYTES",
+    "MAX_REPORTED_ERRORS",
+    "MAX_ROWS",
+    "ImportMode",
+    "ImportResult",
+    "RowError",
+    "check_rows",
+    "do_import_products",
+    "read_rows",
+]
 
 # Accepted column headers (case and surrounding spaces ignored), English first, then the names that
 # Chinese ERP exports commonly use.
@@ -44,110 +57,6 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 }
 REQUIRED_COLUMNS = ("gtin", "name")
 _ALIAS_TO_FIELD = {alias: name for name, aliases in COLUMN_ALIASES.items() for alias in aliases}
-
-
-class ImportMode(StrEnum):
-    ALL = "all"  # all or nothing
-    VALID_ROWS = "valid_rows"
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int
-    column: str
-    template: str
-    values: Mapping[str, object] = field(default_factory=dict)
-
-    @property
-    def message(self) -> str:
-        return self.template.format(**self.values)
-
-
-@dataclass
-class ImportResult:
-    file_format: str
-    mode: ImportMode
-    rows: int = 0
-    valid_rows: int = 0
-    imported: bool = False
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    ignored_columns: list[str] = field(default_factory=list)
-    errors: list[RowError] = field(default_factory=list)
-
-    @property
-    def invalid_rows(self) -> int:
-        return self.rows - self.valid_rows
-
-    @property
-    def reported_errors(self) -> list[RowError]:
-        return self.errors[:MAX_REPORTED_ERRORS]
-
-
-# Reading the file.
-
-
-def _cell_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # spreadsheets store long numbers such as GTINs as floats
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value).strip()
-
-
-def _decode(content: bytes) -> str:
-    for encoding in ("utf-8-sig", "gb18030"):  # Excel on Chinese Windows saves CSV as GB18030/GBK
-        try:
-            return content.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise ImportUnreadable("The CSV file is neither UTF-8 nor GB18030 text.")
-
-
-def _csv_rows(content: bytes) -> Iterator[Sequence[object]]:
-    text = _decode(content)
-    try:
-        dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    try:
-        for row in csv.reader(io.StringIO(text, newline=""), dialect):
-            yield [cell.strip() for cell in row]
-    except csv.Error as exc:
-        raise ImportUnreadable(f"The CSV file cannot be read: {exc}.") from exc
-
-
-def _xlsx_rows(content: bytes) -> Iterator[Sequence[object]]:
-    from openpyxl import load_workbook
-
-    try:
-        workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ImportUnreadable("The XLSX file cannot be read; save it again from Excel or export CSV.") from exc
-    try:
-        sheet = workbook.worksheets[0]
-        for values in sheet.iter_rows(values_only=True):
-            yield list(values)
-    finally:
-        workbook.close()
-
-
-def file_format(filename: str, content: bytes) -> str:
-    if content.startswith(b"PK\x03\x04") or filename.lower().endswith(".xlsx"):
-        return "xlsx"
-    return "csv"
-
-
-def read_rows(filename: str, content: bytes) -> tuple[str, Iterator[Sequence[object]]]:
-    if len(content) > MAX_BYTES:
-        raise ImportTooLarge(f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB; split it into smaller files.")
-    kind = file_format(filename, content)
-    return kind, _xlsx_rows(content) if kind == "xlsx" else _csv_rows(content)
 
 
 # Checking the rows.
@@ -177,7 +86,7 @@ def _header(cells: list[str]) -> tuple[dict[str, int], dict[str, str], list[str]
 def _gtin_text(value: object) -> str:
     """A spreadsheet stores a GTIN typed as a number without its leading zeros; put them back up to
     the next GTIN length (zeros on the left never change the check digit)."""
-    text = _cell_text(value)
+    text = cell_text(value)
     if isinstance(value, int | float) and not isinstance(value, bool) and text.isdigit():
         if len(text) < 8:
             return text.zfill(8)
@@ -193,7 +102,7 @@ def _parse_row(
         index = positions.get(name)
         if index is None or index >= len(cells):
             return ""
-        return _gtin_text(cells[index]) if name == "gtin" else _cell_text(cells[index])
+        return _gtin_text(cells[index]) if name == "gtin" else cell_text(cells[index])
 
     errors: list[RowError] = []
 
@@ -230,20 +139,20 @@ def _parse_row(
 def check_rows(rows: Iterator[Sequence[object]], result: ImportResult) -> list[rules.ProductFields]:
     """Check every row; fills `result` with counts and problems and returns the valid rows' fields."""
     first = next(rows, None)
-    header = [_cell_text(cell) for cell in first or []]
+    header = [cell_text(cell) for cell in first or []]
     if not any(header):
         raise ImportUnreadable("The file is empty; the first row must name the columns.")
     positions, names, result.ignored_columns = _header(header)
     valid: list[rules.ProductFields] = []
     first_row_of: dict[str, int] = {}
     for row_number, cells in enumerate(rows, start=2):
-        if not any(_cell_text(cell) for cell in cells):
+        if not any(cell_text(cell) for cell in cells):
             continue
         result.rows += 1
         if result.rows > MAX_ROWS:
             raise ImportTooLarge(f"The file has more than {MAX_ROWS:,} rows; split it into smaller files.")
         draft, errors = _parse_row(row_number, cells, positions, names)
-        if any(_cell_text(cell) for cell in cells[len(header) :]):
+        if any(cell_text(cell) for cell in cells[len(header) :]):
             # Usually an unquoted comma inside a value (a price like 1,200.00): the row shifted.
             errors.insert(
                 0,

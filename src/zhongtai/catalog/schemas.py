@@ -114,24 +114,3 @@ class LotOut(BaseModel):
     @classmethod
     def of(cls, lot: Lot) -> LotOut:
         return cls.model_validate(lot)
-
-
-class ImportRowError(BaseModel):
-    row: int = Field(description="row number in the file; the header is row 1")
-    column: str = Field(description="the column as named in the file; empty for a problem of the whole row")
-    message: str
-
-
-class ImportReport(BaseModel):
-    file_format: str
-    mode: str
-    rows: int = Field(description="data rows read (blank rows skipped)")
-    valid_rows: int
-    invalid_rows: int
-    imported: bool
-    created: int
-    updated: int
-    unchanged: int
-    ignored_columns: list[str]
-    error_count: int
-    errors: list[ImportRowError] = Field(description="the first 1,000 problems, in file order")

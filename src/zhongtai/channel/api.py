@@ -9,10 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 
-from zhongtai.catalog.api import check_upload_size, read_upload, report_of
-from zhongtai.catalog.errors import ImportHasErrors
-from zhongtai.catalog.importer import ImportMode
-from zhongtai.catalog.schemas import ImportReport
 from zhongtai.channel import importer, partners, places, rules, service
 from zhongtai.channel.errors import InvalidFields, StoreNotFound
 from zhongtai.channel.models import Dealer, Store
@@ -52,6 +48,8 @@ from zhongtai.core.web import (
     register_bearer_resolver,
     require,
 )
+from zhongtai.kit.crud import ImportReport, check_upload_size, read_upload, report_of
+from zhongtai.kit.tabular import ImportHasErrors, ImportMode
 
 router = APIRouter(prefix="/api/v1/channel", tags=["channel"])
 

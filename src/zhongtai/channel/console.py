@@ -15,9 +15,6 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from zhongtai.catalog.api import check_upload_size, read_upload
-from zhongtai.catalog.console import _import_error as catalog_import_error
-from zhongtai.catalog.importer import MAX_BYTES, MAX_REPORTED_ERRORS, MAX_ROWS, ImportMode, ImportResult
 from zhongtai.channel import importer, mapsvg, partners, places, rules, service
 from zhongtai.channel.errors import DuplicateCode, DuplicatePhone, InvalidFields
 from zhongtai.channel.models import PARTNER_ROLES, STATUSES, Dealer, Guide, Store
@@ -25,8 +22,10 @@ from zhongtai.channel.permissions import CHANNEL_MANAGE, CHANNEL_READ
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin, RuntimeDep
+from zhongtai.kit import crud
 from zhongtai.kit.page_deps import require_page
 from zhongtai.kit.rendering import PER_PAGE, error_field, localize_error, redirect_with_flash, render, tr
+from zhongtai.kit.tabular import ImportMode, ImportResult
 
 router = APIRouter(prefix="/console/channel", include_in_schema=False)
 
@@ -263,26 +262,16 @@ async def update_dealer(
     )
 
 
-@router.post("/dealers/{dealer_id}/archive")
-async def archive_dealer(
-    request: Request, session: DbSession, principal: ChannelManager, origin: Origin, dealer_id: uuid.UUID
-) -> Response:
-    dealer = await service.do_set_dealer_archived(session, principal, dealer_id, archived=True, origin=origin)
-    return redirect_with_flash(
-        request, f"/console/channel/dealers/{dealer.id}", tr(request, "Dealer {name} was archived.", name=dealer.name)
-    )
-
-
-@router.post("/dealers/{dealer_id}/unarchive")
-async def unarchive_dealer(
-    request: Request, session: DbSession, principal: ChannelManager, origin: Origin, dealer_id: uuid.UUID
-) -> Response:
-    dealer = await service.do_set_dealer_archived(session, principal, dealer_id, archived=False, origin=origin)
-    return redirect_with_flash(
-        request,
-        f"/console/channel/dealers/{dealer.id}",
-        tr(request, "Dealer {name} is active again.", name=dealer.name),
-    )
+crud.add_archive_routes(
+    router,
+    "/dealers/{dealer_id}",
+    id_name="dealer_id",
+    archive=service.do_set_dealer_archived,
+    permission=ChannelManager,
+    archived_message="Dealer {name} was archived.",
+    restored_message="Dealer {name} is active again.",
+    back=lambda dealer: f"/console/channel/dealers/{dealer.id}",
+)
 
 
 # Stores.
@@ -473,24 +462,16 @@ async def update_store(
     )
 
 
-@router.post("/stores/{store_id}/archive")
-async def archive_store(
-    request: Request, session: DbSession, principal: ChannelManager, origin: Origin, store_id: uuid.UUID
-) -> Response:
-    store = await service.do_set_store_archived(session, principal, store_id, archived=True, origin=origin)
-    return redirect_with_flash(
-        request, f"/console/channel/stores/{store.id}", tr(request, "Store {name} was archived.", name=store.name)
-    )
-
-
-@router.post("/stores/{store_id}/unarchive")
-async def unarchive_store(
-    request: Request, session: DbSession, principal: ChannelManager, origin: Origin, store_id: uuid.UUID
-) -> Response:
-    store = await service.do_set_store_archived(session, principal, store_id, archived=False, origin=origin)
-    return redirect_with_flash(
-        request, f"/console/channel/stores/{store.id}", tr(request, "Store {name} is active again.", name=store.name)
-    )
+crud.add_archive_routes(
+    router,
+    "/stores/{store_id}",
+    id_name="store_id",
+    archive=service.do_set_store_archived,
+    permission=ChannelManager,
+    archived_message="Store {name} was archived.",
+    restored_message="Store {name} is active again.",
+    back=lambda store: f"/console/channel/stores/{store.id}",
+)
 
 
 @router.post("/stores/{store_id}/guides")
@@ -615,26 +596,16 @@ async def update_guide(
     )
 
 
-@router.post("/guides/{guide_id}/archive")
-async def archive_guide(
-    request: Request, session: DbSession, principal: ChannelManager, origin: Origin, guide_id: uuid.UUID
-) -> Response:
-    guide = await service.do_set_guide_archived(session, principal, guide_id, archived=True, origin=origin)
-    return redirect_with_flash(
-        request, f"/console/channel/stores/{guide.store_id}", tr(request, "Guide {name} was archived.", name=guide.name)
-    )
-
-
-@router.post("/guides/{guide_id}/unarchive")
-async def unarchive_guide(
-    request: Request, session: DbSession, principal: ChannelManager, origin: Origin, guide_id: uuid.UUID
-) -> Response:
-    guide = await service.do_set_guide_archived(session, principal, guide_id, archived=False, origin=origin)
-    return redirect_with_flash(
-        request,
-        f"/console/channel/stores/{guide.store_id}",
-        tr(request, "Guide {name} is active again.", name=guide.name),
-    )
+crud.add_archive_routes(
+    router,
+    "/guides/{guide_id}",
+    id_name="guide_id",
+    archive=service.do_set_guide_archived,
+    permission=ChannelManager,
+    archived_message="Guide {name} was archived.",
+    restored_message="Guide {name} is active again.",
+    back=lambda guide: f"/console/channel/stores/{guide.store_id}",
+)
 
 
 # Partner accounts.
@@ -713,21 +684,15 @@ def _import_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    report = [
-        {"row": e.row, "column": e.column, "message": tr(request, e.template, **e.values)}
-        for e in (result.reported_errors if result else [])
-    ]
     return render(
         request,
         "channel/import.html",
         {
             "kind": kind,
             "result": result,
-            "report": report,
+            "report": crud.report_rows(request, result),
             "error": error,
-            "max_rows": MAX_ROWS,
-            "max_megabytes": MAX_BYTES // (1024 * 1024),
-            "max_reported": MAX_REPORTED_ERRORS,
+            **crud.import_limits(),
             "columns": {"dealers": importer.DEALER_COLUMNS, "stores": importer.STORE_COLUMNS},
             "required": importer.REQUIRED,
         },
@@ -740,7 +705,7 @@ async def import_page(request: Request, principal: ChannelManager) -> Response:
     return _import_page(request)
 
 
-@router.post("/import", dependencies=[Depends(check_upload_size)])
+@router.post("/import", dependencies=[Depends(crud.check_upload_size)])
 async def import_upload(
     request: Request,
     session: DbSession,
@@ -761,14 +726,14 @@ async def import_upload(
             runtime.crypto,
             kind=kind,
             filename=file.filename or "",
-            content=await read_upload(file),
+            content=await crud.read_upload(file),
             mode=chosen,
             dry_run=dry_run == "1",
             origin=origin,
         )
     except AppError as exc:
         await session.rollback()
-        return _import_page(request, kind=kind, error=catalog_import_error(request, exc), status_code=exc.status_code)
+        return _import_page(request, kind=kind, error=crud.import_error(request, exc), status_code=exc.status_code)
     refused = bool(result.errors) and chosen is ImportMode.ALL and dry_run != "1"
     return _import_page(request, kind=kind, result=result, status_code=422 if refused else 200)
 

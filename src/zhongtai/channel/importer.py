@@ -1,5 +1,6 @@
-"""Import of dealers and stores from a CSV or XLSX file, with the catalog importer's machinery:
-the same file reading (UTF-8 or GB18030 CSV, XLSX), limits, per-row report and modes.
+"""Import of dealers and stores from a CSV or XLSX file, with the kit's tabular import machinery
+(`zhongtai.kit.tabular`, shared with catalog products): the same file reading (UTF-8 or GB18030
+CSV, XLSX), limits, per-row report and modes.
 
 Every row is checked with the channel rules and reported as (row, column, message); the header is
 row 1. In `all` mode nothing is written when any row has a problem; in `valid_rows` mode the valid
@@ -15,15 +16,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.catalog.errors import ImportTooLarge, ImportUnreadable
-from zhongtai.catalog.importer import (
-    MAX_ROWS,
-    ImportMode,
-    ImportResult,
-    RowError,
-    read_rows,
-)
-from zhongtai.catalog.importer import _cell_text as cell_text
 from zhongtai.channel import rules, service
 from zhongtai.channel.errors import InvalidFields
 from zhongtai.channel.models import Dealer, Store
@@ -31,6 +23,16 @@ from zhongtai.core import audit
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.principals import Principal
+from zhongtai.kit.tabular import (
+    MAX_ROWS,
+    ImportMode,
+    ImportResult,
+    ImportTooLarge,
+    ImportUnreadable,
+    RowError,
+    cell_text,
+    read_rows,
+)
 
 DEALER_COLUMNS: dict[str, tuple[str, ...]] = {
     "code": ("code", "dealer code", "编码", "经销商编码", "经销商代码"),

@@ -442,15 +442,7 @@ async def do_pack_many(session: AsyncSession, ctx: StepContext, cases: Sequence[
     one refused code refuses every case. Set-based: one lookup of every code named, one lock of the
     containers, one query for batches and packaging, one for the current contents, one update, one
     insert of the events (one per container that receives codes) and one of their trace jobs."""
-    if not cases:
-        raise InvalidCodeStep("Name the containers to pack.", field="cases")
-    if len(cases) > MAX_CASES_PER_REQUEST:
-        raise InvalidCodeStep(f"At most {MAX_CASES_PER_REQUEST} containers per request.", field="cases")
-    if sum(len(case.children) for case in cases) > MAX_CODES_PER_REQUEST:
-        raise InvalidCodeStep(f"At most {MAX_CODES_PER_REQUEST:,} codes per request.", field="cases")
-    for index, case in enumerate(cases):
-        if not case.children:
-            raise InvalidCodeStep(f"Name the codes to pack into {case.parent_code}.", field=f"cases.{index}.children")
+    _check_pack_request(cases)
     replay = await _replayed(session, ctx)
     refusals = Refusals()
     parent_texts = [case.parent_code for case in cases]
@@ -478,32 +470,7 @@ async def do_pack_many(session: AsyncSession, ctx: StepContext, cases: Sequence[
             problem = _state_problem(parent, (COMMISSIONED,))
             assert problem is not None
             refusals.add(parent.serial, *problem)
-        new: list[Code] = []
-        for text in case.children:
-            code = found[text]
-            batch = _batch_for(batches, code.id)
-            if named_in.setdefault(code.id, index) != index:
-                refusals.add(code.serial, "listed_twice", "This code is named for two containers.")
-            elif code.id == parent.id or code.id in {p.id for p in parents}:
-                refusals.add(code.serial, "self", "A code cannot be packed into itself.")
-            elif code.level != CHILD_LEVEL[parent.level]:
-                refusals.add(
-                    code.serial,
-                    "wrong_level",
-                    f"A {LEVEL_NAMES[parent.level]} holds {LEVEL_NAMES[CHILD_LEVEL[parent.level]]}s, "
-                    f"not {LEVEL_NAMES[code.level]}s.",
-                )
-            elif batch is None or batch.product_id != parent_batch.product_id:
-                refusals.add(code.serial, "wrong_product", "This code is of another product than the container.")
-            elif code.parent_id == parent.id:
-                continue
-            elif code.parent_id is not None:
-                holder = await session.scalar(select(Code.serial).where(Code.id == code.parent_id))
-                refusals.add(code.serial, "packed_elsewhere", f"This code is already packed in {holder}.")
-            elif (problem := _state_problem(code, (COMMISSIONED,))) is not None:
-                refusals.add(code.serial, *problem)
-            elif code not in new:
-                new.append(code)
+        new = await _new_children(session, index, case, parent, parents, found, batches, named_in, refusals)
         capacity = int((parent_batch.items_per_case if parent.level == CASE else parent_batch.cases_per_pallet) or 0)
         held = contents.get(parent.id, 0)
         if overfull is None and held + len(new) > capacity:
@@ -533,6 +500,64 @@ async def do_pack_many(session: AsyncSession, ctx: StepContext, cases: Sequence[
         Packed(events.get(parent.id), parent, len(new), contents.get(parent.id, 0) + len(new), capacity)
         for parent, new, capacity in plans
     ]
+
+
+def _check_pack_request(cases: Sequence[CaseRequest]) -> None:
+    """At least one container and not too many, each naming the codes to pack into it."""
+    if not cases:
+        raise InvalidCodeStep("Name the containers to pack.", field="cases")
+    if len(cases) > MAX_CASES_PER_REQUEST:
+        raise InvalidCodeStep(f"At most {MAX_CASES_PER_REQUEST} containers per request.", field="cases")
+    if sum(len(case.children) for case in cases) > MAX_CODES_PER_REQUEST:
+        raise InvalidCodeStep(f"At most {MAX_CODES_PER_REQUEST:,} codes per request.", field="cases")
+    for index, case in enumerate(cases):
+        if not case.children:
+            raise InvalidCodeStep(f"Name the codes to pack into {case.parent_code}.", field=f"cases.{index}.children")
+
+
+async def _new_children(
+    session: AsyncSession,
+    index: int,
+    case: CaseRequest,
+    parent: Code,
+    parents: list[Code],
+    found: dict[str, Code],
+    batches: list[_BatchInfo],
+    named_in: dict[int, int],
+    refusals: Refusals,
+) -> list[Code]:
+    """The codes named for one container that are to move into it (each once); one already in it is
+    skipped, one that may not go in goes to `refusals`."""
+    parent_batch = _batch_for(batches, parent.id)
+    assert parent_batch is not None
+    parent_product_id = parent_batch.product_id
+    new: list[Code] = []
+    for text in case.children:
+        code = found[text]
+        batch = _batch_for(batches, code.id)
+        if named_in.setdefault(code.id, index) != index:
+            refusals.add(code.serial, "listed_twice", "This code is named for two containers.")
+        elif code.id == parent.id or code.id in {p.id for p in parents}:
+            refusals.add(code.serial, "self", "A code cannot be packed into itself.")
+        elif code.level != CHILD_LEVEL[parent.level]:
+            refusals.add(
+                code.serial,
+                "wrong_level",
+                f"A {LEVEL_NAMES[parent.level]} holds {LEVEL_NAMES[CHILD_LEVEL[parent.level]]}s, "
+                f"not {LEVEL_NAMES[code.level]}s.",
+            )
+        elif batch is None or batch.product_id != parent_product_id:
+            refusals.add(code.serial, "wrong_product", "This code is of another product than the container.")
+        elif code.parent_id == parent.id:
+            continue
+        elif code.parent_id is not None:
+            holder = await session.scalar(select(Code.serial).where(Code.id == code.parent_id))
+            refusals.add(code.serial, "packed_elsewhere", f"This code is already packed in {holder}.")
+        elif (problem := _state_problem(code, (COMMISSIONED,))) is not None:
+            refusals.add(code.serial, *problem)
+        elif code not in new:
+            new.append(code)
+    return new
 
 
 async def _move_into(session: AsyncSession, moves: dict[int, int]) -> int:

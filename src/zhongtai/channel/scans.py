@@ -33,7 +33,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.channel import diversion
-from zhongtai.channel.models import PARTNER_DEALER, PARTNER_GUIDE, PARTNER_STORE, Dealer, PartnerAccount, Store
+from zhongtai.channel.actor import Actor
+from zhongtai.channel.models import PARTNER_DEALER, PARTNER_GUIDE, PARTNER_STORE, Dealer, Store
 from zhongtai.channel.partners import get_partner
 from zhongtai.channel.scan_models import (
     CASE_OPEN,
@@ -137,28 +138,6 @@ class ScanRequest:
     accuracy_m: float | None = None
     device_id: str | None = None
     idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The partner who scans and what it acts for."""
-
-    account: PartnerAccount
-    dealer: Dealer  # the dealer account's dealer, or the store's supplying dealer
-    store: Store | None
-
-    @property
-    def role(self) -> str:
-        return self.account.role
-
-    @property
-    def guide_id(self) -> uuid.UUID | None:
-        return self.account.guide_id
-
-    @property
-    def label(self) -> str:
-        where = self.store.name if self.store else self.dealer.name
-        return f"{self.account.display_name} ({where})"
 
 
 @dataclass

@@ -502,12 +502,12 @@ async def import_upload(
         )
     except AppError as exc:
         await session.rollback()
-        return _import_page(request, error=_import_error(request, exc), status_code=exc.status_code)
+        return _import_page(request, error=import_error_message(request, exc), status_code=exc.status_code)
     refused = bool(result.errors) and chosen is importer.ImportMode.ALL and dry_run != "1"
     return _import_page(request, result=result, status_code=422 if refused else 200)
 
 
-def _import_error(request: Request, error: AppError) -> str:
+def import_error_message(request: Request, error: AppError) -> str:
     if "missing_columns" in error.data:
         return tr(
             request,

@@ -88,7 +88,7 @@ class ImportResult:
 # Reading the file.
 
 
-def _cell_text(value: object) -> str:
+def cell_text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -177,7 +177,7 @@ def _header(cells: list[str]) -> tuple[dict[str, int], dict[str, str], list[str]
 def _gtin_text(value: object) -> str:
     """A spreadsheet stores a GTIN typed as a number without its leading zeros; put them back up to
     the next GTIN length (zeros on the left never change the check digit)."""
-    text = _cell_text(value)
+    text = cell_text(value)
     if isinstance(value, int | float) and not isinstance(value, bool) and text.isdigit():
         if len(text) < 8:
             return text.zfill(8)
@@ -193,7 +193,7 @@ def _parse_row(
         index = positions.get(name)
         if index is None or index >= len(cells):
             return ""
-        return _gtin_text(cells[index]) if name == "gtin" else _cell_text(cells[index])
+        return _gtin_text(cells[index]) if name == "gtin" else cell_text(cells[index])
 
     errors: list[RowError] = []
 
@@ -230,20 +230,20 @@ def _parse_row(
 def check_rows(rows: Iterator[Sequence[object]], result: ImportResult) -> list[rules.ProductFields]:
     """Check every row; fills `result` with counts and problems and returns the valid rows' fields."""
     first = next(rows, None)
-    header = [_cell_text(cell) for cell in first or []]
+    header = [cell_text(cell) for cell in first or []]
     if not any(header):
         raise ImportUnreadable("The file is empty; the first row must name the columns.")
     positions, names, result.ignored_columns = _header(header)
     valid: list[rules.ProductFields] = []
     first_row_of: dict[str, int] = {}
     for row_number, cells in enumerate(rows, start=2):
-        if not any(_cell_text(cell) for cell in cells):
+        if not any(cell_text(cell) for cell in cells):
             continue
         result.rows += 1
         if result.rows > MAX_ROWS:
             raise ImportTooLarge(f"The file has more than {MAX_ROWS:,} rows; split it into smaller files.")
         draft, errors = _parse_row(row_number, cells, positions, names)
-        if any(_cell_text(cell) for cell in cells[len(header) :]):
+        if any(cell_text(cell) for cell in cells[len(header) :]):
             # Usually an unquoted comma inside a value (a price like 1,200.00): the row shifted.
             errors.insert(
                 0,

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from zhongtai.catalog.api import check_upload_size, read_upload
-from zhongtai.catalog.console import _import_error as catalog_import_error
+from zhongtai.catalog.console import import_error_message as catalog_import_error
 from zhongtai.catalog.importer import MAX_BYTES, MAX_REPORTED_ERRORS, MAX_ROWS, ImportMode, ImportResult
 from zhongtai.channel import importer, mapsvg, partners, places, rules, service
 from zhongtai.channel.errors import DuplicateCode, DuplicatePhone, InvalidFields

@@ -477,7 +477,7 @@ async def do_transition(
     }
     if to == ALERT_PENALIZED:
         entry["amount"] = penalty_amount
-        entry["results"] = {k: _plain(v) for k, v in results.items()}
+        entry["results"] = {k: plain_json(v) for k, v in results.items()}
     alert.history = [*alert.history, entry]
     await audit.record(
         session,
@@ -492,7 +492,8 @@ async def do_transition(
     return alert, results
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """A subscriber's answer made JSON-safe (its text when it cannot be encoded)."""
     from fastapi.encoders import jsonable_encoder
 
     try:

@@ -21,9 +21,9 @@ from zhongtai.catalog.importer import (
     ImportMode,
     ImportResult,
     RowError,
+    cell_text,
     read_rows,
 )
-from zhongtai.catalog.importer import _cell_text as cell_text
 from zhongtai.channel import rules, service
 from zhongtai.channel.errors import InvalidFields
 from zhongtai.channel.models import Dealer, Store

@@ -524,7 +524,7 @@ async def _sort_items(
     """Judge every scanned code and every item inside it; what may not take the step goes to `refusals`."""
     top_ids = {c.id for c in tops}
     all_item_ids = [i.id for items in inside.values() for i in items]
-    batches = await code_custody._batches_covering(session, [*top_ids, *all_item_ids]) if tops else []
+    batches = await code_custody.batches_covering(session, [*top_ids, *all_item_ids]) if tops else []
     custodies = await _custody_of(session, all_item_ids)
     sorted_ = _Sorted(done=await _done_steps(session, all_item_ids, request.action))
     for top in tops:
@@ -535,7 +535,7 @@ async def _sort_items(
             await _judge_empty(session, actor, request.action, destination, top, sorted_, refusals)
             continue
         for code in inside[top.id]:
-            batch = code_custody._batch_for(batches, code.id)
+            batch = code_custody.batch_for(batches, code.id)
             item = _Item(code, top, batch.product_id if batch else None, custodies.get(code.id))
             verdict = _judge(request.action, actor, destination, item, sorted_.done.get(code.id))
             if verdict is True:
@@ -660,7 +660,7 @@ async def _record(
     product_id: uuid.UUID | None = None,
     data: dict[str, Any],
 ) -> CodeEvent:
-    first, last, explicit = code_custody._range_of(code_ids)
+    first, last, explicit = code_custody.range_of(code_ids)
     event = CodeEvent(
         tenant_id=actor.account.tenant_id,
         kind=kind,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -122,6 +122,28 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     settings = settings or (runtime.settings if runtime else Settings())
     configure_logging(settings.log_level, json_lines=settings.log_json)
     domains.load_all()  # every job topic, domain-event subscriber and page panel, in one place
+    app = FastAPI(
+        title="zhongtai 中台",
+        version=__version__,
+        description="One item one code, traceability, channel incentives, members, flash sales and lotteries.",
+        lifespan=_lifespan(settings, runtime),
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    _install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(FlashSaleFastPath)  # outermost: buys skip the rest of the stack
+    _include_api_routers(app)
+    _include_page_routers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    return app
+
+
+def _lifespan(settings: Settings, runtime: Runtime | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start and stop the runtime the app owns (none when one is passed in), and the in-process
+    flash-sale persister when the settings ask for it."""
     owns_runtime = runtime is None
 
     @asynccontextmanager
@@ -142,19 +164,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if owns_runtime:
                 await active.stop()
 
-    app = FastAPI(
-        title="zhongtai 中台",
-        version=__version__,
-        description="One item one code, traceability, channel incentives, members, flash sales and lotteries.",
-        lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url=None,
-    )
-    if runtime is not None:
-        app.state.runtime = runtime
-    _install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(FlashSaleFastPath)  # outermost: buys skip the rest of the stack
+    return lifespan
+
+
+def _include_api_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     # First after health: a request walks the routes in order, and the consumer's PIN check is the
     # busiest public endpoint (hundreds of routes follow).
@@ -174,6 +187,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(sales_api.router)
     app.include_router(reports_api.router)
 
+
+def _include_page_routers(app: FastAPI) -> None:
+    """The console and H5 pages, after every API route; the Digital Link resolver at the root last."""
     from zhongtai.console.pages import router as console_router
     from zhongtai.h5.pages import router as h5_router
 
@@ -196,8 +212,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(sales_h5.router)
     app.include_router(report_pages.router)
     app.include_router(authenticity_h5.router)  # the Digital Link resolver at the root
-    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
-    return app
 
 
 def app_factory() -> FlashSaleFront:

@@ -23,6 +23,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.trace.capture",
     "zhongtai.trace.epcis_api",
     "zhongtai.trace.log",
+    "zhongtai.trace.checkpoint",  # the log's signing job
     "zhongtai.trace.log_api",
     "zhongtai.trace.producers",
     "zhongtai.trace.trace_api",

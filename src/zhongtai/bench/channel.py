@@ -48,7 +48,7 @@ from sqlalchemy import func, insert, select
 
 from zhongtai.bench import loadgen, servers
 from zhongtai.bench.registry import benchmark
-from zhongtai.bench.scan import APP_FACTORY, SHANGHAI, Sample, _add_codes, _tier_settings
+from zhongtai.bench.scan import APP_FACTORY, SHANGHAI, Sample, add_codes, tier_settings
 from zhongtai.core.settings import Settings
 
 TIERS = ("embedded", "postgres")
@@ -319,8 +319,8 @@ def _run_tier(tier: servers.Tier, opens: int, connections: int, workers: int) ->
     tier = replace(tier, env={**tier.env, "ZT_SCAN_REQUESTS_PER_MINUTE": str(10**9)})
     servers.load_demo(tier)
     slug = json.loads((tier.data_dir / "demo-credentials.json").read_text())["tenant"]["slug"]
-    settings = _tier_settings(tier)
-    samples = asyncio.run(_add_codes(settings, slug, 2 * opens))
+    settings = tier_settings(tier)
+    samples = asyncio.run(add_codes(settings, slug, 2 * opens))
     tenant_id = asyncio.run(_channel(settings, slug, samples))
     brand = _Brand(tenant_id, samples[:opens], samples[opens:])
     scans_before, grants_before = asyncio.run(_counts(settings, tenant_id))
@@ -398,11 +398,11 @@ def run_channel_benchmark(
             measured = _run_tier(tier, opens, connections, workers if name == "postgres" else 1)
         figures |= {f"{name}_{k}": v for k, v in measured.items()}
     if "postgres" in wanted and entries > 0:
-        from zhongtai.bench.ledger import _measure_recompute
+        from zhongtai.bench.ledger import measure_recompute
 
         progress.print(f"[bold]postgres ledger recompute[/bold]: {entries:,} entries")
         with servers.migrated_database("postgres", "channel-ledger") as settings:
-            recomputed = asyncio.run(_measure_recompute(settings, entries))
+            recomputed = asyncio.run(measure_recompute(settings, entries))
         figures |= {f"postgres_ledger_{k}": v for k, v in recomputed.items()}
     import granian
 

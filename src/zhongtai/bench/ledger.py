@@ -52,7 +52,7 @@ def entries_from_env() -> int:
     return int(os.environ.get("ZT_BENCH_LEDGER_ENTRIES", "10000000"))
 
 
-async def _brand(db: Database) -> uuid.UUID:
+async def new_brand(db: Database) -> uuid.UUID:
     slug = f"bench-{uuid.uuid4().hex[:8]}"
     async with db.unit_of_work(all_tenants=True) as session:
         tenant, _ = await accounts.do_create_tenant(
@@ -154,7 +154,7 @@ async def _post_run(
 async def _measure_posting(settings: Settings, posts: int) -> dict[str, Any]:
     db = Database(settings)
     try:
-        tenant_id = await _brand(db)
+        tenant_id = await new_brand(db)
         _funding, pools, wallets = await _open(db, tenant_id, 10, 1000, fund=10**10)
         spread = [(pools[i % len(pools)], wallets[(i * 7) % len(wallets)]) for i in range(posts)]
         hot = [(pools[0], wallets[(i * 7) % len(wallets)]) for i in range(posts)]
@@ -263,10 +263,10 @@ async def _generate(
     return time.perf_counter() - started
 
 
-async def _measure_recompute(settings: Settings, entries: int) -> dict[str, Any]:
+async def measure_recompute(settings: Settings, entries: int) -> dict[str, Any]:
     db = Database(settings)
     try:
-        tenant_id = await _brand(db)
+        tenant_id = await new_brand(db)
         funding, pools, wallets = await _open(db, tenant_id, 100, 10_000, fund=0)
         progress.print(f"  generating {entries:,} entries ({2 * entries:,} lines) on PostgreSQL")
         generate_s = await _generate(db, tenant_id, entries, pools, wallets, funding)
@@ -329,7 +329,7 @@ def run_ledger_benchmark(
     if "postgres" in wanted and entries > 0:
         progress.print(f"[bold]postgres recompute[/bold]: {entries:,} entries")
         with servers.migrated_database("postgres", "ledger-recompute") as settings:
-            measured = asyncio.run(_measure_recompute(settings, entries))
+            measured = asyncio.run(measure_recompute(settings, entries))
         figures.update({f"postgres_{k}": v for k, v in measured.items()})
     return {
         "posts": posts,

@@ -27,7 +27,7 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 from zhongtai.bench import servers
-from zhongtai.bench.ledger import _brand
+from zhongtai.bench.ledger import new_brand
 from zhongtai.bench.registry import benchmark
 from zhongtai.codes.events import ItemEvent
 from zhongtai.core import domain_events
@@ -127,7 +127,7 @@ async def _timed(concurrency: int, jobs: list[Any]) -> dict[str, float]:
 async def _measure(settings: Settings, events: int, concurrency: int) -> dict[str, Any]:
     db = Database(settings)
     try:
-        tenant_id = await _brand(db)
+        tenant_id = await new_brand(db)
         base_pool, wallet = await _setup(db, tenant_id)
         stores = [(uuid.uuid4(), uuid.uuid4(), uuid.uuid4()) for _ in range(20)]  # store, guide, dealer
         code = iter(range(1, 10**9))

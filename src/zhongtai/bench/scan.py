@@ -48,7 +48,7 @@ class Sample:
     pin: str
 
 
-async def _add_codes(settings: Settings, slug: str, count: int) -> list[Sample]:
+async def add_codes(settings: Settings, slug: str, count: int) -> list[Sample]:
     """N commissioned item codes of the demo product, with their PINs."""
     from zhongtai.catalog.models import Product
     from zhongtai.codes import custody, generation
@@ -93,7 +93,7 @@ async def _add_codes(settings: Settings, slug: str, count: int) -> list[Sample]:
         await runtime.stop()
 
 
-def _tier_settings(tier: servers.Tier) -> Settings:
+def tier_settings(tier: servers.Tier) -> Settings:
     return Settings(
         env="development",
         data_dir=tier.data_dir,
@@ -148,7 +148,7 @@ def _run_tier(phases: _Phases, tier: servers.Tier, codes: int, workers: int = 1)
     tier = replace(tier, env={**tier.env, "ZT_SCAN_REQUESTS_PER_MINUTE": str(10**9)})
     servers.load_demo(tier)
     slug = json.loads((tier.data_dir / "demo-credentials.json").read_text())["tenant"]["slug"]
-    samples = asyncio.run(_add_codes(_tier_settings(tier), slug, codes))
+    samples = asyncio.run(add_codes(tier_settings(tier), slug, codes))
     with (
         servers.serve(tier, BASELINE_FACTORY, label=f"{tier.name}-baseline", workers=workers) as baseline,
         servers.serve(tier, APP_FACTORY, label=f"{tier.name}-app", workers=workers) as app,

@@ -562,69 +562,9 @@ async def _trace_and_proofs(settings: Settings, total: int, *, keep: bool = Fals
         for line in plan:
             progress.print(f"    {line}")
 
-        trace_ms: list[float] = []
-        entries = 0
-        for run in range(WARMUP_RUNS + RUNS):
-            started = time.perf_counter()
-            async with database.unit_of_work(tenant_id=tenant_id) as session:
-                trace = await trace_of(session, tenant_id, item)
-            if run >= WARMUP_RUNS:
-                trace_ms.append((time.perf_counter() - started) * 1000)
-            entries = len(trace.entries)
-        own = sum(1 for e in trace.entries if e.via is None)
-        if own != TRACED_OWN_EVENTS or entries != TRACED_EVENTS or any(e.leaf_index is None for e in trace.entries):
-            raise RuntimeError(
-                f"the traced item has {entries} entries ({own} own): expected {TRACED_EVENTS} ({TRACED_OWN_EVENTS} own)"
-            )
-
-        # What the trace API and the consumer page do for the code once it is looked up: the trace,
-        # the latest signed head, the actors, and every step's inclusion proof (one query for all).
-        steps_ms: list[float] = []
-        for run in range(WARMUP_RUNS + RUNS):
-            started = time.perf_counter()
-            async with database.unit_of_work(tenant_id=tenant_id) as session:
-                found = await steps.epc_steps(session, tenant_id, item, with_actors=True)
-            if run >= WARMUP_RUNS:
-                steps_ms.append((time.perf_counter() - started) * 1000)
-        head = found.checkpoint
-        if head is None or len(found.steps) != TRACED_EVENTS:
-            raise RuntimeError(f"the traced item has {len(found.steps)} steps, expected {TRACED_EVENTS}")
-        for step in found.steps:
-            if step.proof is None or not merkle.verify_inclusion(
-                merkle.leaf_hash(step.entry.hash_id.encode()),
-                step.proof.leaf_index,
-                step.proof.tree_size,
-                step.proof.path,
-                head.root_hash,
-            ):
-                raise RuntimeError(f"the proof of step {step.entry.hash_id} does not verify")
-
-        proof_ms: list[float] = []
-        chooser = random.Random(7)
-        async with database.unit_of_work(tenant_id=tenant_id) as session:
-            root = await log.tree_head(session, tenant_id, size)
-        # As the proof endpoint runs it: a read-only session (no transaction round trips on PostgreSQL),
-        # the leaf's hash and its path from one query. Beside it, in the same run and on other random
-        # leaves, the earlier way: a unit of work (BEGIN … COMMIT) around the path's query.
-        in_transaction_ms: list[float] = []
-        for run in range(WARMUP_RUNS + RUNS):
-            leaf = chooser.randrange(size)
-            started = time.perf_counter()
-            async with database.read_only(tenant_id=tenant_id) as session:
-                leaf_hash, path = await log.inclusion_proof_with_leaf(session, tenant_id, leaf, size)
-            if run >= WARMUP_RUNS:
-                proof_ms.append((time.perf_counter() - started) * 1000)
-            if run < WARMUP_RUNS and not merkle.verify_inclusion(leaf_hash, leaf, size, path, root):
-                raise RuntimeError(f"the proof of leaf {leaf} does not verify")
-            loaded = merkle.leaf_hash(f"ni:///sha-256;{leaf:064x}?ver=CBV2.0".encode())
-            if run < WARMUP_RUNS and leaf < total and leaf_hash != loaded:
-                raise RuntimeError(f"leaf {leaf} is not the loaded entry")
-            leaf = chooser.randrange(size)
-            started = time.perf_counter()
-            async with database.unit_of_work(tenant_id=tenant_id) as session:
-                await log.inclusion_proof(session, tenant_id, leaf, size)
-            if run >= WARMUP_RUNS:
-                in_transaction_ms.append((time.perf_counter() - started) * 1000)
+        trace_ms, entries, own = await _time_trace(database, tenant_id, item)
+        steps_ms = await _time_steps(database, tenant_id, item)
+        proof_ms, in_transaction_ms = await _time_proofs(database, tenant_id, size, total)
         return {
             "load_seconds": load_seconds,
             "log_size": size,
@@ -638,6 +578,82 @@ async def _trace_and_proofs(settings: Settings, total: int, *, keep: bool = Fals
         }
     finally:
         await database.dispose()
+
+
+async def _time_trace(database: Database, tenant_id: uuid.UUID, item: str) -> tuple[list[float], int, int]:
+    """The traced item's trace, timed; checked against the entries (and its own) it must have."""
+    trace_ms: list[float] = []
+    entries = 0
+    for run in range(WARMUP_RUNS + RUNS):
+        started = time.perf_counter()
+        async with database.unit_of_work(tenant_id=tenant_id) as session:
+            trace = await trace_of(session, tenant_id, item)
+        if run >= WARMUP_RUNS:
+            trace_ms.append((time.perf_counter() - started) * 1000)
+        entries = len(trace.entries)
+    own = sum(1 for e in trace.entries if e.via is None)
+    if own != TRACED_OWN_EVENTS or entries != TRACED_EVENTS or any(e.leaf_index is None for e in trace.entries):
+        raise RuntimeError(
+            f"the traced item has {entries} entries ({own} own): expected {TRACED_EVENTS} ({TRACED_OWN_EVENTS} own)"
+        )
+    return trace_ms, entries, own
+
+
+async def _time_steps(database: Database, tenant_id: uuid.UUID, item: str) -> list[float]:
+    # What the trace API and the consumer page do for the code once it is looked up: the trace,
+    # the latest signed head, the actors, and every step's inclusion proof (one query for all).
+    steps_ms: list[float] = []
+    for run in range(WARMUP_RUNS + RUNS):
+        started = time.perf_counter()
+        async with database.unit_of_work(tenant_id=tenant_id) as session:
+            found = await steps.epc_steps(session, tenant_id, item, with_actors=True)
+        if run >= WARMUP_RUNS:
+            steps_ms.append((time.perf_counter() - started) * 1000)
+    head = found.checkpoint
+    if head is None or len(found.steps) != TRACED_EVENTS:
+        raise RuntimeError(f"the traced item has {len(found.steps)} steps, expected {TRACED_EVENTS}")
+    for step in found.steps:
+        if step.proof is None or not merkle.verify_inclusion(
+            merkle.leaf_hash(step.entry.hash_id.encode()),
+            step.proof.leaf_index,
+            step.proof.tree_size,
+            step.proof.path,
+            head.root_hash,
+        ):
+            raise RuntimeError(f"the proof of step {step.entry.hash_id} does not verify")
+    return steps_ms
+
+
+async def _time_proofs(
+    database: Database, tenant_id: uuid.UUID, size: int, total: int
+) -> tuple[list[float], list[float]]:
+    proof_ms: list[float] = []
+    chooser = random.Random(7)
+    async with database.unit_of_work(tenant_id=tenant_id) as session:
+        root = await log.tree_head(session, tenant_id, size)
+    # As the proof endpoint runs it: a read-only session (no transaction round trips on PostgreSQL),
+    # the leaf's hash and its path from one query. Beside it, in the same run and on other random
+    # leaves, the earlier way: a unit of work (BEGIN … COMMIT) around the path's query.
+    in_transaction_ms: list[float] = []
+    for run in range(WARMUP_RUNS + RUNS):
+        leaf = chooser.randrange(size)
+        started = time.perf_counter()
+        async with database.read_only(tenant_id=tenant_id) as session:
+            leaf_hash, path = await log.inclusion_proof_with_leaf(session, tenant_id, leaf, size)
+        if run >= WARMUP_RUNS:
+            proof_ms.append((time.perf_counter() - started) * 1000)
+        if run < WARMUP_RUNS and not merkle.verify_inclusion(leaf_hash, leaf, size, path, root):
+            raise RuntimeError(f"the proof of leaf {leaf} does not verify")
+        loaded = merkle.leaf_hash(f"ni:///sha-256;{leaf:064x}?ver=CBV2.0".encode())
+        if run < WARMUP_RUNS and leaf < total and leaf_hash != loaded:
+            raise RuntimeError(f"leaf {leaf} is not the loaded entry")
+        leaf = chooser.randrange(size)
+        started = time.perf_counter()
+        async with database.unit_of_work(tenant_id=tenant_id) as session:
+            await log.inclusion_proof(session, tenant_id, leaf, size)
+        if run >= WARMUP_RUNS:
+            in_transaction_ms.append((time.perf_counter() - started) * 1000)
+    return proof_ms, in_transaction_ms
 
 
 def _report(label: str, done: int, total: int, increment: int) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zhongtai import geo
 from zhongtai.authenticity.models import Scan as ConsumerScan
 from zhongtai.channel import places
+from zhongtai.channel.actor import Actor
 from zhongtai.channel.events import DiversionPenalized
 from zhongtai.channel.models import Dealer, Store
 from zhongtai.channel.scan_models import (
@@ -56,9 +57,6 @@ from zhongtai.core.clock import utcnow
 from zhongtai.core.domain_events import publish
 from zhongtai.core.errors import Conflict, NotFound, ValidationFailed
 from zhongtai.core.principals import Principal
-
-if TYPE_CHECKING:
-    from zhongtai.channel.scans import Actor
 
 SWEEP_TOPIC = "channel.diversion_sweep"
 SWEEP_EVERY_SECONDS = 300
@@ -479,7 +477,7 @@ async def do_transition(
     }
     if to == ALERT_PENALIZED:
         entry["amount"] = penalty_amount
-        entry["results"] = {k: _plain(v) for k, v in results.items()}
+        entry["results"] = {k: plain_json(v) for k, v in results.items()}
     alert.history = [*alert.history, entry]
     await audit.record(
         session,
@@ -494,7 +492,8 @@ async def do_transition(
     return alert, results
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """A subscriber's answer made JSON-safe (its text when it cannot be encoded)."""
     from fastapi.encoders import jsonable_encoder
 
     try:

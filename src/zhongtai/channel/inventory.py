@@ -137,83 +137,25 @@ class DealerReport:
 
 async def dealer_report(session: AsyncSession, dealer_id: uuid.UUID, *, stale_days: int = STALE_DAYS) -> DealerReport:
     """Received vs shipped vs (by its stores) received and sold vs seen out of territory, with checks."""
-    by_action = dict(
-        (
-            await session.execute(
-                select(ChannelScanItem.action, func.count())
-                .where(ChannelScanItem.dealer_id == dealer_id)
-                .group_by(ChannelScanItem.action)
-            )
-        ).all()
-    )
+    by_action = await _lines_by_action(session, dealer_id)
     received, shipped = int(by_action.get(DEALER_RECEIVE, 0)), int(by_action.get(SHIP, 0))
     store_received, sold = int(by_action.get(STORE_RECEIVE, 0)), int(by_action.get(SALE, 0))
-    alert_rows = (
-        await session.execute(
-            select(func.count(), func.coalesce(func.sum(DiversionAlert.item_count), 0)).where(
-                DiversionAlert.dealer_id == dealer_id, DiversionAlert.status != ALERT_DISMISSED
-            )
-        )
-    ).one()
-    holders = dict(
-        (
-            await session.execute(
-                select(Custody.holder, func.count()).where(Custody.dealer_id == dealer_id).group_by(Custody.holder)
-            )
-        ).all()
-    )
-    cutoff: datetime = utcnow() - timedelta(days=stale_days)
-    stale = (
-        await session.execute(
-            select(func.count(), func.min(Custody.shipped_at)).where(
-                Custody.dealer_id == dealer_id, Custody.holder == HOLDER_TRANSIT, Custody.shipped_at < cutoff
-            )
-        )
-    ).one()
-    # What each store received from this dealer against what the dealer shipped to it.
-    shipped_to = dict(
-        (
-            await session.execute(
-                select(ChannelScanItem.store_id, func.count())
-                .where(ChannelScanItem.dealer_id == dealer_id, ChannelScanItem.action == SHIP)
-                .group_by(ChannelScanItem.store_id)
-            )
-        ).all()
-    )
-    received_by = dict(
-        (
-            await session.execute(
-                select(ChannelScanItem.store_id, func.count())
-                .where(ChannelScanItem.dealer_id == dealer_id, ChannelScanItem.action == STORE_RECEIVE)
-                .group_by(ChannelScanItem.store_id)
-            )
-        ).all()
-    )
-    store_ids = [s for s in set(shipped_to) | set(received_by) if s is not None]
-    names = (
-        {s.id: s for s in (await session.scalars(select(Store).where(Store.id.in_(store_ids)))) if store_ids}
-        if store_ids
-        else {}
-    )
-    stores = [
-        {
-            "store_id": str(sid),
-            "code": names[sid].code if sid in names else "",
-            "name": names[sid].name if sid in names else "",
-            "supplied": names[sid].dealer_id == dealer_id if sid in names else False,
-            "shipped": int(shipped_to.get(sid, 0)),
-            "received": int(received_by.get(sid, 0)),
-        }
-        for sid in sorted(store_ids, key=lambda s: names[s].code if s in names else "")
-    ]
+    alerts, alerted_items = await _open_alerts(session, dealer_id)
+    holders = await _held_by_holder(session, dealer_id)
+    stale_count, stale_oldest = await _stale_in_transit(session, dealer_id, stale_days)
+    stores = await _store_shipments(session, dealer_id)
     in_transit = int(holders.get(HOLDER_TRANSIT, 0))
     on_hand = int(holders.get(HOLDER_DEALER, 0))
     checks = [
         HealthCheck(
             "shipped_not_received",
-            int(stale[0]) == 0,
+            stale_count == 0,
             "{count} items shipped more than {days} days ago are not received by their store (oldest {oldest}).",
-            {"count": int(stale[0]), "days": stale_days, "oldest": stale[1].date().isoformat() if stale[1] else "-"},
+            {
+                "count": stale_count,
+                "days": stale_days,
+                "oldest": stale_oldest.date().isoformat() if stale_oldest else "-",
+            },
         ),
         HealthCheck(
             "stock_matches_custody",
@@ -239,10 +181,100 @@ async def dealer_report(session: AsyncSession, dealer_id: uuid.UUID, *, stale_da
         shipped=shipped,
         store_received=store_received,
         sold=sold,
-        out_of_territory=int(alert_rows[1]),
-        alerts=int(alert_rows[0]),
+        out_of_territory=alerted_items,
+        alerts=alerts,
         in_transit=in_transit,
         on_hand=on_hand,
         checks=checks,
         stores=stores,
     )
+
+
+async def _lines_by_action(session: AsyncSession, dealer_id: uuid.UUID) -> dict[str, int]:
+    """The dealer's scan lines counted by step."""
+    return dict(
+        (
+            await session.execute(
+                select(ChannelScanItem.action, func.count())
+                .where(ChannelScanItem.dealer_id == dealer_id)
+                .group_by(ChannelScanItem.action)
+            )
+        ).all()
+    )
+
+
+async def _open_alerts(session: AsyncSession, dealer_id: uuid.UUID) -> tuple[int, int]:
+    """The dealer's diversion alerts not dismissed, and the items they name."""
+    row = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.sum(DiversionAlert.item_count), 0)).where(
+                DiversionAlert.dealer_id == dealer_id, DiversionAlert.status != ALERT_DISMISSED
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def _held_by_holder(session: AsyncSession, dealer_id: uuid.UUID) -> dict[str, int]:
+    """The items in the dealer's custody counted by who holds them now."""
+    return dict(
+        (
+            await session.execute(
+                select(Custody.holder, func.count()).where(Custody.dealer_id == dealer_id).group_by(Custody.holder)
+            )
+        ).all()
+    )
+
+
+async def _stale_in_transit(
+    session: AsyncSession, dealer_id: uuid.UUID, stale_days: int
+) -> tuple[int, datetime | None]:
+    """How many items the dealer shipped more than `stale_days` ago are still in transit, and the oldest shipping."""
+    cutoff: datetime = utcnow() - timedelta(days=stale_days)
+    row = (
+        await session.execute(
+            select(func.count(), func.min(Custody.shipped_at)).where(
+                Custody.dealer_id == dealer_id, Custody.holder == HOLDER_TRANSIT, Custody.shipped_at < cutoff
+            )
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+async def _store_shipments(session: AsyncSession, dealer_id: uuid.UUID) -> list[dict[str, Any]]:
+    """What each store received from this dealer against what the dealer shipped to it (by store code)."""
+    shipped_to = dict(
+        (
+            await session.execute(
+                select(ChannelScanItem.store_id, func.count())
+                .where(ChannelScanItem.dealer_id == dealer_id, ChannelScanItem.action == SHIP)
+                .group_by(ChannelScanItem.store_id)
+            )
+        ).all()
+    )
+    received_by = dict(
+        (
+            await session.execute(
+                select(ChannelScanItem.store_id, func.count())
+                .where(ChannelScanItem.dealer_id == dealer_id, ChannelScanItem.action == STORE_RECEIVE)
+                .group_by(ChannelScanItem.store_id)
+            )
+        ).all()
+    )
+    store_ids = [s for s in set(shipped_to) | set(received_by) if s is not None]
+    names = (
+        {s.id: s for s in (await session.scalars(select(Store).where(Store.id.in_(store_ids)))) if store_ids}
+        if store_ids
+        else {}
+    )
+    return [
+        {
+            "store_id": str(sid),
+            "code": names[sid].code if sid in names else "",
+            "name": names[sid].name if sid in names else "",
+            "supplied": names[sid].dealer_id == dealer_id if sid in names else False,
+            "shipped": int(shipped_to.get(sid, 0)),
+            "received": int(received_by.get(sid, 0)),
+        }
+        for sid in sorted(store_ids, key=lambda s: names[s].code if s in names else "")
+    ]

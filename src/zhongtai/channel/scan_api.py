@@ -228,7 +228,7 @@ async def move_diversion_alert(
     alert, results = await diversion.do_transition(
         session, actor, alert_id, body.status, note=body.note, penalty_amount=body.penalty_amount, origin=origin
     )
-    return alert_out(alert) | {"penalty_results": diversion._plain(results)}
+    return alert_out(alert) | {"penalty_results": diversion.plain_json(results)}
 
 
 @router.post("/diversion/sweep")

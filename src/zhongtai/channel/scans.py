@@ -33,7 +33,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.channel import diversion
-from zhongtai.channel.models import PARTNER_DEALER, PARTNER_GUIDE, PARTNER_STORE, Dealer, PartnerAccount, Store
+from zhongtai.channel.actor import Actor
+from zhongtai.channel.models import PARTNER_DEALER, PARTNER_GUIDE, PARTNER_STORE, Dealer, Store
 from zhongtai.channel.partners import get_partner
 from zhongtai.channel.scan_models import (
     CASE_OPEN,
@@ -137,28 +138,6 @@ class ScanRequest:
     accuracy_m: float | None = None
     device_id: str | None = None
     idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The partner who scans and what it acts for."""
-
-    account: PartnerAccount
-    dealer: Dealer  # the dealer account's dealer, or the store's supplying dealer
-    store: Store | None
-
-    @property
-    def role(self) -> str:
-        return self.account.role
-
-    @property
-    def guide_id(self) -> uuid.UUID | None:
-        return self.account.guide_id
-
-    @property
-    def label(self) -> str:
-        where = self.store.name if self.store else self.dealer.name
-        return f"{self.account.display_name} ({where})"
 
 
 @dataclass
@@ -453,8 +432,32 @@ async def do_scan(session: AsyncSession, principal: Principal, crypto: Crypto, r
     if replay is not None:
         return replay
     destination = await _destination(session, actor, request)
-    texts = [t.strip() for t in request.codes if t and t.strip()]
     refusals = Refusals()
+    tops = await _scanned_codes(session, request, refusals)
+    tops, inside = await _lock_scanned(session, tops, refusals)
+    sorted_ = await _sort_items(session, actor, request, destination, tops, inside, refusals)
+    refusals.raise_if_any()
+    if not sorted_.items:
+        return await _already_done(
+            session,
+            actor,
+            request,
+            [sorted_.done[i.code.id] for i in sorted_.noop],
+            sorted_.opened_before,
+            set(sorted_.emptied.values()),
+        )
+    try:
+        return await _apply(
+            session, crypto, actor, request, destination, tops, inside, sorted_.items, len(sorted_.noop)
+        )
+    except IntegrityError as exc:  # the unique (code, step) index: only when the locks were bypassed
+        raise ScanRaced() from exc
+
+
+async def _scanned_codes(session: AsyncSession, request: ScanRequest, refusals: Refusals) -> list[Code]:
+    """The codes the scan names, each once in the order first named; refused unless every text resolves
+    (and, to open a case, every code is a case)."""
+    texts = [t.strip() for t in request.codes if t and t.strip()]
     problems = code_custody.Refusals()
     by_text = await code_custody.resolve_map(session, texts, problems)
     for problem in problems.problems:
@@ -470,7 +473,15 @@ async def do_scan(session: AsyncSession, principal: Principal, crypto: Crypto, r
             if code.level != CASE:
                 refusals.add(code.serial, "not_a_case", f"This is a {LEVEL_NAMES[code.level]}; open a case.")
         refusals.raise_if_any()
-    # Lock what was scanned and what is inside it in one global order, then read everything afresh.
+    return tops
+
+
+async def _lock_scanned(
+    session: AsyncSession, tops: list[Code], refusals: Refusals
+) -> tuple[list[Code], dict[int, list[Code]]]:
+    """Lock what was scanned and what is inside it in one global order, then read everything afresh:
+    the scanned codes as they are now and the items inside each (refused when a code is listed inside
+    another one scanned too)."""
     inside, containers = await _expand(session, tops)
     locked = [*tops, *containers, *(i for items in inside.values() for i in items)]
     await _lock(session, locked)
@@ -487,57 +498,84 @@ async def do_scan(session: AsyncSession, principal: Principal, crypto: Crypto, r
     late = [c for c in [*containers, *(i for items in inside.values() for i in items)] if c.id not in held]
     if late:  # packed in meanwhile (rare): lock those too
         await _lock(session, late)
+    return tops, inside
+
+
+@dataclass
+class _Sorted:
+    """The scanned items sorted by verdict."""
+
+    done: dict[int, ChannelScanItem]  # item → its line of this step, when one exists
+    items: list[_Item] = field(default_factory=list)  # to take the step
+    noop: list[_Item] = field(default_factory=list)  # this partner already took it
+    opened_before: dict[int, ChannelScanItem] = field(default_factory=dict)  # a case this store opened before
+    emptied: dict[int, int] = field(default_factory=dict)  # an emptied container → the scan that took its contents
+
+
+async def _sort_items(
+    session: AsyncSession,
+    actor: Actor,
+    request: ScanRequest,
+    destination: Store | None,
+    tops: list[Code],
+    inside: dict[int, list[Code]],
+    refusals: Refusals,
+) -> _Sorted:
+    """Judge every scanned code and every item inside it; what may not take the step goes to `refusals`."""
+    top_ids = {c.id for c in tops}
     all_item_ids = [i.id for items in inside.values() for i in items]
-    batches = await code_custody._batches_covering(session, [*top_ids, *all_item_ids]) if tops else []
+    batches = await code_custody.batches_covering(session, [*top_ids, *all_item_ids]) if tops else []
     custodies = await _custody_of(session, all_item_ids)
-    done = await _done_steps(session, all_item_ids, request.action)
-    items: list[_Item] = []
-    noop: list[_Item] = []
-    opened_before: dict[int, ChannelScanItem] = {}
-    emptied: dict[int, int] = {}  # an emptied container → the scan that took its contents this step
+    sorted_ = _Sorted(done=await _done_steps(session, all_item_ids, request.action))
     for top in tops:
         if top.state in _BAD_STATES:
             refusals.add(top.serial, *_BAD_STATES[top.state])
             continue
         if not inside[top.id]:
-            if request.action == CASE_OPEN:
-                earlier = await session.scalar(
-                    select(ChannelScanItem)
-                    .where(ChannelScanItem.action == CASE_OPEN, ChannelScanItem.parent_code_id == top.id)
-                    .limit(1)
-                )
-                if earlier is not None and actor.store is not None and earlier.store_id == actor.store.id:
-                    opened_before[top.id] = earlier
-                    continue
-                if earlier is not None:
-                    refusals.add(top.serial, "opened_elsewhere", "This case was opened at another store.")
-                    continue
-            emptied_by = await _emptied_by_same_step(session, actor, request.action, destination, top)
-            if emptied_by is not None:  # its contents took this very step, scanned one by one
-                emptied[top.id] = emptied_by
-                continue
-            refusals.add(top.serial, "empty", f"This {LEVEL_NAMES[top.level]} holds no items.")
+            await _judge_empty(session, actor, request.action, destination, top, sorted_, refusals)
             continue
         for code in inside[top.id]:
-            batch = code_custody._batch_for(batches, code.id)
+            batch = code_custody.batch_for(batches, code.id)
             item = _Item(code, top, batch.product_id if batch else None, custodies.get(code.id))
-            verdict = _judge(request.action, actor, destination, item, done.get(code.id))
+            verdict = _judge(request.action, actor, destination, item, sorted_.done.get(code.id))
             if verdict is True:
-                noop.append(item)
+                sorted_.noop.append(item)
             elif verdict is None or verdict is False:
-                items.append(item)
+                sorted_.items.append(item)
             else:
                 reason, message = verdict
                 refusals.add(code.serial, reason, message, inside=top.serial if top.id != code.id else None)
-    refusals.raise_if_any()
-    if not items:
-        return await _already_done(
-            session, actor, request, [done[i.code.id] for i in noop], opened_before, set(emptied.values())
+    return sorted_
+
+
+async def _judge_empty(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    destination: Store | None,
+    top: Code,
+    sorted_: _Sorted,
+    refusals: Refusals,
+) -> None:
+    """A scanned case or pallet that holds nothing: a case this store opened before, or one whose contents
+    took this very step scanned one by one, is the same step again; anything else is refused."""
+    if action == CASE_OPEN:
+        earlier = await session.scalar(
+            select(ChannelScanItem)
+            .where(ChannelScanItem.action == CASE_OPEN, ChannelScanItem.parent_code_id == top.id)
+            .limit(1)
         )
-    try:
-        return await _apply(session, crypto, actor, request, destination, tops, inside, items, len(noop))
-    except IntegrityError as exc:  # the unique (code, step) index: only when the locks were bypassed
-        raise ScanRaced() from exc
+        if earlier is not None and actor.store is not None and earlier.store_id == actor.store.id:
+            sorted_.opened_before[top.id] = earlier
+            return
+        if earlier is not None:
+            refusals.add(top.serial, "opened_elsewhere", "This case was opened at another store.")
+            return
+    emptied_by = await _emptied_by_same_step(session, actor, action, destination, top)
+    if emptied_by is not None:  # its contents took this very step, scanned one by one
+        sorted_.emptied[top.id] = emptied_by
+        return
+    refusals.add(top.serial, "empty", f"This {LEVEL_NAMES[top.level]} holds no items.")
 
 
 async def _emptied_by_same_step(
@@ -622,7 +660,7 @@ async def _record(
     product_id: uuid.UUID | None = None,
     data: dict[str, Any],
 ) -> CodeEvent:
-    first, last, explicit = code_custody._range_of(code_ids)
+    first, last, explicit = code_custody.range_of(code_ids)
     event = CodeEvent(
         tenant_id=actor.account.tenant_id,
         kind=kind,
@@ -674,13 +712,73 @@ async def _apply(
     items: list[_Item],
     already: int,
 ) -> dict[str, Any]:
+    """Record the scan: its row, the unpacking of codes taken out of containers, the step lines,
+    custody, code states and EPCIS events; then the diversion checks and rewards, and the answer."""
     now = utcnow()
     action = request.action
-    store = actor.store
     device_hash = crypto.lookup_hash(request.device_id, purpose="channel.device")[:32] if request.device_id else None
+    scan = await _new_scan(session, actor, request, destination, tops, items, device_hash, now)
+    step = _Step(session, actor, scan, now, _places(action, actor, destination))
+    moving_tops = {i.top.id for i in items}
+    await _detach(step, tops, moving_tops)
+    product_ids = {i.product_id for i in items}
+    product_id = next(iter(product_ids)) if len(product_ids) == 1 else None
+    tops_moving = [t.id for t in tops if t.id in moving_tops]
+    # A store receiving straight from its dealer: the dealer's shipping is recorded too.
+    handed = [i for i in items if action == STORE_RECEIVE and i.custody and i.custody.holder == HOLDER_DEALER]
+    if handed:
+        await _hand_over(step, handed, product_id)
+    await _insert_step_lines(session, actor, scan, action, destination, items, now)
+    await _move_custody(step, action, destination, items, handed)
+    await _set_states(step, action, tops, tops_moving, items, product_id)
+    await session.flush()
+    if action == DEALER_RECEIVE:
+        await diversion.ensure_sweep(session, scan.tenant_id)  # consumer checks of these goods from now on
+    await jobs.enqueue_many(
+        session, TRACE_TOPIC, [({"code_event_id": e.id}, f"{TRACE_TOPIC}:{e.id}") for e in step.events]
+    )
+    alerts = await diversion.check_scan(
+        session, scan, actor, items=[(i.code, i.top, i.product_id, i.custody) for i in items]
+    )
+    rewards = await _publish(session, actor, request, scan, items, device_hash)
+    response = _response(scan, action, now, tops, items, already, destination, rewards)
+    scan.response = response  # diversion alerts are for the brand, never shown to the partner
+    scan.item_count = len(items)
+    scan.alert_count = len(alerts)
+    await session.flush()
+    return response
+
+
+@dataclass
+class _Step:
+    """What every write of one scan shares, and the EPCIS events it records (in order)."""
+
+    session: AsyncSession
+    actor: Actor
+    scan: ChannelScan
+    now: datetime
+    places: dict[str, Any]
+    events: list[CodeEvent] = field(default_factory=list)
+
+    async def record(self, **kwargs: Any) -> None:
+        self.events.append(await _record(self.session, self.actor, self.now, **kwargs))
+
+
+async def _new_scan(
+    session: AsyncSession,
+    actor: Actor,
+    request: ScanRequest,
+    destination: Store | None,
+    tops: list[Code],
+    items: list[_Item],
+    device_hash: str | None,
+    now: datetime,
+) -> ChannelScan:
+    """The scan's row, flushed so its id can be referenced."""
+    store = actor.store
     scan = ChannelScan(
         tenant_id=actor.account.tenant_id,
-        action=action,
+        action=request.action,
         partner_account_id=actor.account.id,
         role=actor.role,
         dealer_id=actor.dealer.id,
@@ -700,60 +798,64 @@ async def _apply(
     )
     session.add(scan)
     await session.flush()
-    places = _places(action, actor, destination)
-    events: list[CodeEvent] = []
-    moving_tops = {i.top.id for i in items}
-    # A code taken out of a container that stays behind is unpacked from it first.
+    return scan
+
+
+async def _detach(step: _Step, tops: list[Code], moving_tops: set[int]) -> None:
+    """A code taken out of a container that stays behind is unpacked from it first."""
     detached: dict[int, list[int]] = {}
     for top in tops:
         if top.parent_id is not None and top.id in moving_tops:
             detached.setdefault(top.parent_id, []).append(top.id)
     for parent_id, child_ids in detached.items():
-        await _set(session, Code, Code.id, child_ids, {"parent_id": None, "changed_at": now})
-        events.append(
-            await _record(
-                session,
-                actor,
-                now,
-                kind="unpack",
-                action="DELETE",
-                biz_step="unpacking",
-                disposition="in_progress",
-                code_ids=child_ids,
-                parent_id=parent_id,
-                data={**places, "channel_scan": scan.id},
-            )
+        await _set(step.session, Code, Code.id, child_ids, {"parent_id": None, "changed_at": step.now})
+        await step.record(
+            kind="unpack",
+            action="DELETE",
+            biz_step="unpacking",
+            disposition="in_progress",
+            code_ids=child_ids,
+            parent_id=parent_id,
+            data={**step.places, "channel_scan": step.scan.id},
         )
-    product_ids = {i.product_id for i in items}
-    product_id = next(iter(product_ids)) if len(product_ids) == 1 else None
-    tops_moving = [t.id for t in tops if t.id in moving_tops]
-    # A store receiving straight from its dealer: the dealer's shipping is recorded too.
-    handed = [i for i in items if action == STORE_RECEIVE and i.custody and i.custody.holder == HOLDER_DEALER]
-    if handed:
-        assert store is not None
-        await _insert_lines(
-            session, scan, SHIP, handed, dealer_of=lambda i: store.dealer_id, store_id=store.id, now=now
-        )
-        events.append(
-            await _record(
-                session,
-                actor,
-                now,
-                kind="ship",
-                action="OBSERVE",
-                biz_step="shipping",
-                disposition="in_transit",
-                code_ids=sorted({i.top.id for i in handed}),
-                product_id=product_id,
-                data={
-                    "biz_location": location_uri("dealer", actor.dealer.code),
-                    "sources": [{"type": "location", "id": location_uri("dealer", actor.dealer.code)}],
-                    "destinations": [{"type": "location", "id": location_uri("store", store.code)}],
-                    "channel_scan": scan.id,
-                    "handed_over": True,
-                },
-            )
-        )
+
+
+async def _hand_over(step: _Step, handed: list[_Item], product_id: uuid.UUID | None) -> None:
+    """A store receiving straight from its supplying dealer: the dealer's shipping lines and event."""
+    actor = step.actor
+    store = actor.store
+    assert store is not None
+    await _insert_lines(
+        step.session, step.scan, SHIP, handed, dealer_of=lambda i: store.dealer_id, store_id=store.id, now=step.now
+    )
+    await step.record(
+        kind="ship",
+        action="OBSERVE",
+        biz_step="shipping",
+        disposition="in_transit",
+        code_ids=sorted({i.top.id for i in handed}),
+        product_id=product_id,
+        data={
+            "biz_location": location_uri("dealer", actor.dealer.code),
+            "sources": [{"type": "location", "id": location_uri("dealer", actor.dealer.code)}],
+            "destinations": [{"type": "location", "id": location_uri("store", store.code)}],
+            "channel_scan": step.scan.id,
+            "handed_over": True,
+        },
+    )
+
+
+async def _insert_step_lines(
+    session: AsyncSession,
+    actor: Actor,
+    scan: ChannelScan,
+    action: str,
+    destination: Store | None,
+    items: list[_Item],
+    now: datetime,
+) -> None:
+    """One `channel_scan_items` line per item taking this step (unique per code and step)."""
+    store = actor.store
     await _insert_lines(
         session,
         scan,
@@ -766,6 +868,15 @@ async def _apply(
         guide_id=actor.guide_id if action in (CASE_OPEN, SALE) else None,
         now=now,
     )
+
+
+async def _move_custody(
+    step: _Step, action: str, destination: Store | None, items: list[_Item], handed: list[_Item]
+) -> None:
+    """Who holds each item after the step: a new custody row on a dealer's receipt, updated otherwise
+    (opening a case leaves custody as it is)."""
+    session, actor, scan, now = step.session, step.actor, step.scan, step.now
+    store = actor.store
     ids = [i.code.id for i in items]
     if action == DEALER_RECEIVE:
         rows = [
@@ -811,56 +922,65 @@ async def _apply(
     elif action == SALE:
         values = {"holder": HOLDER_SOLD, "guide_id": actor.guide_id, "updated_at": now, "last_scan_id": scan.id}
         await _set(session, Custody, Custody.code_id, ids, values)
-    # Code states: the scanned codes take the step's state; sold items are sold; an opened case is empty.
+
+
+async def _set_states(
+    step: _Step,
+    action: str,
+    tops: list[Code],
+    tops_moving: list[int],
+    items: list[_Item],
+    product_id: uuid.UUID | None,
+) -> None:
+    """Code states and the step's EPCIS event: the scanned codes take the step's state; sold items are
+    sold; an opened case is empty (one unpack event per case)."""
+    session, now = step.session, step.now
+    ids = [i.code.id for i in items]
     if action == CASE_OPEN:
         await _set(session, Code, Code.id, ids, {"parent_id": None, "state": IN_STORE, "changed_at": now})
         await _set(session, Code, Code.id, tops_moving, {"state": OPENED, "changed_at": now})
+        moving = set(tops_moving)
         for top in tops:
-            if top.id not in moving_tops:
+            if top.id not in moving:
                 continue
-            events.append(
-                await _record(
-                    session,
-                    actor,
-                    now,
-                    kind="unpack",
-                    action="DELETE",
-                    biz_step="unpacking",
-                    disposition="sellable_accessible",
-                    code_ids=[i.code.id for i in items if i.top.id == top.id],
-                    parent_id=top.id,
-                    product_id=product_id,
-                    data={**places, "channel_scan": scan.id, "case_open": True},
-                )
-            )
-    else:
-        await _set(session, Code, Code.id, tops_moving, {"state": STATE_AFTER[action], "changed_at": now})
-        if action == SALE:
-            await _set(session, Code, Code.id, ids, {"state": SOLD, "changed_at": now})
-        biz_step, disposition = BIZ[action]
-        events.append(
-            await _record(
-                session,
-                actor,
-                now,
-                kind={DEALER_RECEIVE: "receive", SHIP: "ship", STORE_RECEIVE: "receive", SALE: "sell"}[action],
-                action="OBSERVE",
-                biz_step=biz_step,
-                disposition=disposition,
-                code_ids=tops_moving,
+            await step.record(
+                kind="unpack",
+                action="DELETE",
+                biz_step="unpacking",
+                disposition="sellable_accessible",
+                code_ids=[i.code.id for i in items if i.top.id == top.id],
+                parent_id=top.id,
                 product_id=product_id,
-                data={**places, "channel_scan": scan.id},
+                data={**step.places, "channel_scan": step.scan.id, "case_open": True},
             )
-        )
-    await session.flush()
-    if action == DEALER_RECEIVE:
-        await diversion.ensure_sweep(session, scan.tenant_id)  # consumer checks of these goods from now on
-    await jobs.enqueue_many(session, TRACE_TOPIC, [({"code_event_id": e.id}, f"{TRACE_TOPIC}:{e.id}") for e in events])
-    alerts = await diversion.check_scan(
-        session, scan, actor, items=[(i.code, i.top, i.product_id, i.custody) for i in items]
+        return
+    await _set(session, Code, Code.id, tops_moving, {"state": STATE_AFTER[action], "changed_at": now})
+    if action == SALE:
+        await _set(session, Code, Code.id, ids, {"state": SOLD, "changed_at": now})
+    biz_step, disposition = BIZ[action]
+    await step.record(
+        kind={DEALER_RECEIVE: "receive", SHIP: "ship", STORE_RECEIVE: "receive", SALE: "sell"}[action],
+        action="OBSERVE",
+        biz_step=biz_step,
+        disposition=disposition,
+        code_ids=tops_moving,
+        product_id=product_id,
+        data={**step.places, "channel_scan": step.scan.id},
     )
-    rewards = await _publish(session, actor, request, scan, items, device_hash)
-    response = {
+
+
+def _response(
+    scan: ChannelScan,
+    action: str,
+    now: datetime,
+    tops: list[Code],
+    items: list[_Item],
+    already: int,
+    destination: Store | None,
+    rewards: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The answer to the partner (stored on the scan for replays)."""
+    return {
         "scan_id": scan.id,
         "action": action,
         "occurred_at": now.isoformat(),
@@ -878,11 +998,6 @@ async def _apply(
         "rewards": rewards,
         "replayed": False,
     }
-    scan.response = response  # diversion alerts are for the brand, never shown to the partner
-    scan.item_count = len(items)
-    scan.alert_count = len(alerts)
-    await session.flush()
-    return response
 
 
 async def _insert_lines(

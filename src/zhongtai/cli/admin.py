@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from zhongtai.core import accounts, tenancy
-from zhongtai.core.errors import NotFound
-from zhongtai.core.models import Tenant, User
-from zhongtai.core.permissions import PERMISSIONS, Role, permissions_for_role
-from zhongtai.core.principals import Principal, PrincipalKind
+from zhongtai.core.cli_support import cli_principal, tenant_by_slug
+from zhongtai.core.models import User
+from zhongtai.core.permissions import PERMISSIONS, Role
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
 from zhongtai.domains import load_all
-
-
-def cli_principal(tenant: Tenant, *, role: Role | None = None) -> Principal:
-    """The person at the server's shell acts as the tenant's owner; the audit log names the CLI."""
-    return Principal(
-        kind=PrincipalKind.SYSTEM,
-        id=uuid.UUID(int=0),
-        tenant_id=tenant.id,
-        label="cli",
-        permissions=permissions_for_role(Role.OWNER, is_platform_tenant=tenant.is_platform),
-        role=role.value if role else None,
-        is_platform=tenant.is_platform,
-    )
-
-
-async def _tenant(session: AsyncSession, slug: str) -> Tenant:
-    tenant = await session.scalar(select(Tenant).where(Tenant.slug == slug))
-    if tenant is None:
-        raise NotFound(f"No tenant with code {slug!r}.")
-    return tenant
 
 
 async def create_tenant(
@@ -64,7 +39,7 @@ async def create_user(
     runtime = Runtime(settings)
     try:
         async with runtime.db.unit_of_work(all_tenants=True) as session:
-            tenant = await _tenant(session, tenant_slug)
+            tenant = await tenant_by_slug(session, tenant_slug)
             tenancy.scope_to_tenant(session, tenant.id)
             actor = cli_principal(tenant, role=Role.OWNER)
             user: User = await accounts.do_create_user(
@@ -85,7 +60,7 @@ async def create_token(settings: Settings, *, tenant_slug: str, name: str, scope
     runtime = Runtime(settings)
     try:
         async with runtime.db.unit_of_work(all_tenants=True) as session:
-            tenant = await _tenant(session, tenant_slug)
+            tenant = await tenant_by_slug(session, tenant_slug)
             tenancy.scope_to_tenant(session, tenant.id)
             actor = cli_principal(tenant)
             chosen = scopes or sorted(p for p in PERMISSIONS if p in actor.permissions)

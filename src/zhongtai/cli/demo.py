@@ -19,13 +19,13 @@ from sqlalchemy import select
 from zhongtai.catalog import service as catalog
 from zhongtai.catalog.models import Product
 from zhongtai.catalog.rules import LotDraft, ProductDraft
-from zhongtai.cli.admin import cli_principal
 from zhongtai.codes import custody
 from zhongtai.codes import service as codes
 from zhongtai.codes.generation import generate_batch
 from zhongtai.codes.models import Code, CodeBatch
 from zhongtai.codes.rules import pin_for
 from zhongtai.core import accounts, migrate, tenancy
+from zhongtai.core.cli_support import cli_principal
 from zhongtai.core.clock import utcnow
 from zhongtai.core.models import ApiToken, Tenant, User
 from zhongtai.core.passwords import hash_password

@@ -139,7 +139,8 @@ async def _foreign(session: AsyncSession, keys: list[str]) -> set[str]:
             tenancy.scope_to_tenant(session, scope)
 
 
-def _range_of(ids: list[int]) -> tuple[int | None, int | None, list[int] | None]:
+def range_of(ids: list[int]) -> tuple[int | None, int | None, list[int] | None]:
+    """The codes as a contiguous id range (first, last, None) when they are one, else (None, None, the sorted ids)."""
     ordered = sorted(ids)
     if ordered and ordered[-1] - ordered[0] + 1 == len(ordered):
         return ordered[0], ordered[-1], None
@@ -162,7 +163,7 @@ async def _record(
     data: dict[str, Any] | None = None,
     idempotent: bool = True,
 ) -> CodeEvent:
-    first, last, explicit = _range_of(code_ids)
+    first, last, explicit = range_of(code_ids)
     event = CodeEvent(
         tenant_id=ctx.actor.tenant_id,
         kind=kind,
@@ -254,7 +255,7 @@ async def do_commission(
         targets = await resolve(session, codes, refusals)
     else:
         raise InvalidCodeStep("Name the codes: a list, or a batch with positions.", field="codes")
-    products = await _products_of(session, targets)
+    products = await products_of(session, targets)
     lot = None
     if lot_id is not None:
         lot = await session.scalar(select(Lot).where(Lot.id == lot_id))
@@ -313,7 +314,7 @@ async def _batch_range_codes(
     return list(rows)
 
 
-async def _products_of(session: AsyncSession, targets: list[Code]) -> dict[int, uuid.UUID]:
+async def products_of(session: AsyncSession, targets: list[Code]) -> dict[int, uuid.UUID]:
     """The product of each code, through its batch (batches are few; codes are many)."""
     batches: list[CodeBatch] = []
     result: dict[int, uuid.UUID] = {}
@@ -385,7 +386,9 @@ async def _lock(session: AsyncSession, ids: list[int]) -> None:
 
 
 @dataclass(frozen=True)
-class _BatchInfo:
+class BatchInfo:
+    """A code batch's id range, its product and the product's packaging."""
+
     first_code_id: int
     quantity: int
     product_id: uuid.UUID
@@ -393,7 +396,7 @@ class _BatchInfo:
     cases_per_pallet: int | None
 
 
-async def _batches_covering(session: AsyncSession, ids: Sequence[int]) -> list[_BatchInfo]:
+async def batches_covering(session: AsyncSession, ids: Sequence[int]) -> list[BatchInfo]:
     """In one query, the batches (with their product's packaging) whose id ranges hold these codes."""
     low, high = min(ids), max(ids)
     rows = await session.execute(
@@ -408,10 +411,11 @@ async def _batches_covering(session: AsyncSession, ids: Sequence[int]) -> list[_
         .where(CodeBatch.first_code_id <= high, CodeBatch.first_code_id + CodeBatch.quantity > low)
         .order_by(CodeBatch.first_code_id)
     )
-    return [_BatchInfo(*row) for row in rows]
+    return [BatchInfo(*row) for row in rows]
 
 
-def _batch_for(batches: list[_BatchInfo], code_id: int) -> _BatchInfo | None:
+def batch_for(batches: list[BatchInfo], code_id: int) -> BatchInfo | None:
+    """The batch whose id range holds `code_id` (`batches` sorted by first id, from `batches_covering`)."""
     index = bisect.bisect_right([b.first_code_id for b in batches], code_id) - 1
     if index >= 0 and code_id < batches[index].first_code_id + batches[index].quantity:
         return batches[index]
@@ -442,15 +446,7 @@ async def do_pack_many(session: AsyncSession, ctx: StepContext, cases: Sequence[
     one refused code refuses every case. Set-based: one lookup of every code named, one lock of the
     containers, one query for batches and packaging, one for the current contents, one update, one
     insert of the events (one per container that receives codes) and one of their trace jobs."""
-    if not cases:
-        raise InvalidCodeStep("Name the containers to pack.", field="cases")
-    if len(cases) > MAX_CASES_PER_REQUEST:
-        raise InvalidCodeStep(f"At most {MAX_CASES_PER_REQUEST} containers per request.", field="cases")
-    if sum(len(case.children) for case in cases) > MAX_CODES_PER_REQUEST:
-        raise InvalidCodeStep(f"At most {MAX_CODES_PER_REQUEST:,} codes per request.", field="cases")
-    for index, case in enumerate(cases):
-        if not case.children:
-            raise InvalidCodeStep(f"Name the codes to pack into {case.parent_code}.", field=f"cases.{index}.children")
+    _check_pack_request(cases)
     replay = await _replayed(session, ctx)
     refusals = Refusals()
     parent_texts = [case.parent_code for case in cases]
@@ -466,44 +462,19 @@ async def do_pack_many(session: AsyncSession, ctx: StepContext, cases: Sequence[
     if replay is not None:
         return await _replayed_packs(session, ctx, parents, contents)
     everything = [p.id for p in parents] + [found[t].id for case in cases for t in case.children]
-    batches = await _batches_covering(session, everything)
+    batches = await batches_covering(session, everything)
     named_in: dict[int, int] = {}
     plans: list[tuple[Code, list[Code], int]] = []  # parent, new children, capacity
     overfull: CodeStepRefused | None = None
     for index, (case, parent) in enumerate(zip(cases, parents, strict=True)):
-        parent_batch = _batch_for(batches, parent.id)
+        parent_batch = batch_for(batches, parent.id)
         if parent_batch is None:
             raise CodeNotFound()
         if parent.state not in (COMMISSIONED, PACKED):
             problem = _state_problem(parent, (COMMISSIONED,))
             assert problem is not None
             refusals.add(parent.serial, *problem)
-        new: list[Code] = []
-        for text in case.children:
-            code = found[text]
-            batch = _batch_for(batches, code.id)
-            if named_in.setdefault(code.id, index) != index:
-                refusals.add(code.serial, "listed_twice", "This code is named for two containers.")
-            elif code.id == parent.id or code.id in {p.id for p in parents}:
-                refusals.add(code.serial, "self", "A code cannot be packed into itself.")
-            elif code.level != CHILD_LEVEL[parent.level]:
-                refusals.add(
-                    code.serial,
-                    "wrong_level",
-                    f"A {LEVEL_NAMES[parent.level]} holds {LEVEL_NAMES[CHILD_LEVEL[parent.level]]}s, "
-                    f"not {LEVEL_NAMES[code.level]}s.",
-                )
-            elif batch is None or batch.product_id != parent_batch.product_id:
-                refusals.add(code.serial, "wrong_product", "This code is of another product than the container.")
-            elif code.parent_id == parent.id:
-                continue
-            elif code.parent_id is not None:
-                holder = await session.scalar(select(Code.serial).where(Code.id == code.parent_id))
-                refusals.add(code.serial, "packed_elsewhere", f"This code is already packed in {holder}.")
-            elif (problem := _state_problem(code, (COMMISSIONED,))) is not None:
-                refusals.add(code.serial, *problem)
-            elif code not in new:
-                new.append(code)
+        new = await _new_children(session, index, case, parent, parents, found, batches, named_in, refusals)
         capacity = int((parent_batch.items_per_case if parent.level == CASE else parent_batch.cases_per_pallet) or 0)
         held = contents.get(parent.id, 0)
         if overfull is None and held + len(new) > capacity:
@@ -527,12 +498,70 @@ async def do_pack_many(session: AsyncSession, ctx: StepContext, cases: Sequence[
     events = await _record_many(
         session,
         ctx,
-        [(parent, [c.id for c in new], _batch_for(batches, parent.id)) for parent, new, _ in plans if new],
+        [(parent, [c.id for c in new], batch_for(batches, parent.id)) for parent, new, _ in plans if new],
     )
     return [
         Packed(events.get(parent.id), parent, len(new), contents.get(parent.id, 0) + len(new), capacity)
         for parent, new, capacity in plans
     ]
+
+
+def _check_pack_request(cases: Sequence[CaseRequest]) -> None:
+    """At least one container and not too many, each naming the codes to pack into it."""
+    if not cases:
+        raise InvalidCodeStep("Name the containers to pack.", field="cases")
+    if len(cases) > MAX_CASES_PER_REQUEST:
+        raise InvalidCodeStep(f"At most {MAX_CASES_PER_REQUEST} containers per request.", field="cases")
+    if sum(len(case.children) for case in cases) > MAX_CODES_PER_REQUEST:
+        raise InvalidCodeStep(f"At most {MAX_CODES_PER_REQUEST:,} codes per request.", field="cases")
+    for index, case in enumerate(cases):
+        if not case.children:
+            raise InvalidCodeStep(f"Name the codes to pack into {case.parent_code}.", field=f"cases.{index}.children")
+
+
+async def _new_children(
+    session: AsyncSession,
+    index: int,
+    case: CaseRequest,
+    parent: Code,
+    parents: list[Code],
+    found: dict[str, Code],
+    batches: list[BatchInfo],
+    named_in: dict[int, int],
+    refusals: Refusals,
+) -> list[Code]:
+    """The codes named for one container that are to move into it (each once); one already in it is
+    skipped, one that may not go in goes to `refusals`."""
+    parent_batch = batch_for(batches, parent.id)
+    assert parent_batch is not None
+    parent_product_id = parent_batch.product_id
+    new: list[Code] = []
+    for text in case.children:
+        code = found[text]
+        batch = batch_for(batches, code.id)
+        if named_in.setdefault(code.id, index) != index:
+            refusals.add(code.serial, "listed_twice", "This code is named for two containers.")
+        elif code.id == parent.id or code.id in {p.id for p in parents}:
+            refusals.add(code.serial, "self", "A code cannot be packed into itself.")
+        elif code.level != CHILD_LEVEL[parent.level]:
+            refusals.add(
+                code.serial,
+                "wrong_level",
+                f"A {LEVEL_NAMES[parent.level]} holds {LEVEL_NAMES[CHILD_LEVEL[parent.level]]}s, "
+                f"not {LEVEL_NAMES[code.level]}s.",
+            )
+        elif batch is None or batch.product_id != parent_product_id:
+            refusals.add(code.serial, "wrong_product", "This code is of another product than the container.")
+        elif code.parent_id == parent.id:
+            continue
+        elif code.parent_id is not None:
+            holder = await session.scalar(select(Code.serial).where(Code.id == code.parent_id))
+            refusals.add(code.serial, "packed_elsewhere", f"This code is already packed in {holder}.")
+        elif (problem := _state_problem(code, (COMMISSIONED,))) is not None:
+            refusals.add(code.serial, *problem)
+        elif code not in new:
+            new.append(code)
+    return new
 
 
 async def _move_into(session: AsyncSession, moves: dict[int, int]) -> int:
@@ -557,14 +586,14 @@ async def _move_into(session: AsyncSession, moves: dict[int, int]) -> int:
 
 
 async def _record_many(
-    session: AsyncSession, ctx: StepContext, packs: list[tuple[Code, list[int], _BatchInfo | None]]
+    session: AsyncSession, ctx: StepContext, packs: list[tuple[Code, list[int], BatchInfo | None]]
 ) -> dict[int, CodeEvent]:
     """The pack events of one request (the first carries the request's idempotency key, the others
     the key with `#n`), inserted together, and their trace jobs with one insert."""
     events: dict[int, CodeEvent] = {}
     when = ctx.event_time or utcnow()
     for number, (parent, ids, batch) in enumerate(packs):
-        first, last, explicit = _range_of(ids)
+        first, last, explicit = range_of(ids)
         key = ctx.idempotency_key if number == 0 or not ctx.idempotency_key else f"{ctx.idempotency_key}#{number}"
         events[parent.id] = CodeEvent(
             tenant_id=ctx.actor.tenant_id,

@@ -35,7 +35,8 @@ class RateLimiter(Protocol):
 TOLERANCE_SECONDS = 1e-6
 
 
-def _gcra(tat: float, now: float, *, limit: int, period: float, cost: int) -> tuple[RateDecision, float]:
+def gcra(tat: float, now: float, *, limit: int, period: float, cost: int) -> tuple[RateDecision, float]:
+    """One GCRA step: the decision for `cost` units at `now` and the theoretical arrival time to keep."""
     interval = period / limit
     tat = max(tat, now)
     new_tat = tat + interval * max(cost, 1)
@@ -56,7 +57,7 @@ class InProcessRateLimiter:
     async def hit(self, key: str, *, limit: int, period: float, cost: int = 1) -> RateDecision:
         async with self._lock:
             now = self._clock()
-            decision, tat = _gcra(self._tats.get(key, now), now, limit=limit, period=period, cost=cost)
+            decision, tat = gcra(self._tats.get(key, now), now, limit=limit, period=period, cost=cost)
             self._tats[key] = tat
             if len(self._tats) > 100_000:
                 self._tats = {k: v for k, v in self._tats.items() if v > now}

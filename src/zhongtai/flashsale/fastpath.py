@@ -31,7 +31,7 @@ from sqlalchemy import select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from zhongtai.core import clock
-from zhongtai.core.ratelimit import _gcra
+from zhongtai.core.ratelimit import gcra
 from zhongtai.core.runtime import Runtime
 from zhongtai.flashsale import rules
 from zhongtai.flashsale.gate import (
@@ -134,7 +134,7 @@ class SaleState:
     def allow(self, key: str, limit: int, period: float) -> float:
         """0.0 when allowed, else the seconds to wait."""
         now = time.monotonic()
-        decision, tat = _gcra(self._tats.get(key, now), now, limit=limit, period=period, cost=1)
+        decision, tat = gcra(self._tats.get(key, now), now, limit=limit, period=period, cost=1)
         self._tats[key] = tat
         if len(self._tats) > _LIMITER_MAX_KEYS:
             self._tats = {k: v for k, v in self._tats.items() if v > now}

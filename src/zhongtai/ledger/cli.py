@@ -6,18 +6,17 @@ import time
 from typing import Any
 
 from zhongtai.core import audit, tenancy
+from zhongtai.core.cli_support import cli_principal, tenant_by_slug
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
 from zhongtai.ledger import service
 
 
 async def recompute(settings: Settings, *, tenant_slug: str, repair: bool, check_entries: bool) -> dict[str, Any]:
-    from zhongtai.cli.admin import _tenant, cli_principal
-
     runtime = Runtime(settings)
     try:
         async with runtime.db.unit_of_work(all_tenants=True) as session:
-            tenant = await _tenant(session, tenant_slug)
+            tenant = await tenant_by_slug(session, tenant_slug)
             tenancy.scope_to_tenant(session, tenant.id)
             start = time.perf_counter()
             report = await service.recompute_balances(session, repair=repair, check_entries=check_entries)

@@ -48,9 +48,11 @@ from zhongtai.rewards.models import (
     REJECTED,
     RELEASED,
     ROLES,
+    FeePool,
     PoolDay,
     PoolParty,
     RewardGrant,
+    RewardRule,
 )
 
 SUBSCRIBER = "rewards"
@@ -373,91 +375,11 @@ async def grant_for_event(session: AsyncSession, event: ItemEvent) -> list[Grant
     parties = {role: p for role in ROLES if role in matched and (p := party_of(event, role)) is not None}
     if not parties:
         return []
-    found = {
-        row.role: _granted(row)
-        for row in await session.scalars(
-            select(RewardGrant).where(
-                RewardGrant.tenant_id == tenant_id,
-                RewardGrant.code_id == event.code_id,
-                RewardGrant.event_kind == event.kind,
-            )
-        )
-    }
+    found = {row.role: _granted(row) for row in await _grants_of(session, tenant_id, event)}
     todo = {role: party for role, party in parties.items() if role not in found}
     news: list[_New] = []
     if todo:
-        risk = await _risk(session, tenant_id, event, todo, await service.get_risk(session, tenant_id))
-        values: list[dict[str, Any]] = []
-        for role, party in todo.items():
-            rule, pool = matched[role]
-            holds = risk.holds.get(role, [])
-            values.append(
-                {
-                    "id": new_id(),
-                    "tenant_id": tenant_id,
-                    "code_id": event.code_id,
-                    "event_kind": event.kind,
-                    "role": role,
-                    "party": party,
-                    "rule_id": rule.id,
-                    "pool_id": pool.id,
-                    "product_id": event.product_id,
-                    "amount_fen": rules.draw(rule.mode, rule.amount_fen, rule.distribution),
-                    "status": HELD if holds else PAID,
-                    "reason": "",
-                    "holds": holds,
-                    "hold_detail": risk.detail.get(role, {}),
-                    "source_ref": event.source_ref[:120],
-                    "device_hash": event.device_hash[:64] if event.device_hash else None,
-                    "consumer_id": event.consumer_id,
-                    "partner_account_id": event.partner_account_id,
-                    "dealer_id": event.dealer_id,
-                    "store_id": event.store_id,
-                    "occurred_at": event.occurred_at,
-                    "created_at": utcnow(),
-                    "review_note": "",
-                }
-            )
-        # One statement claims every role's (code, event, role) key: a key a racing duplicate holds
-        # waits for it and, once it commits, inserts nothing (its row is read below).
-        claimed: dict[uuid.UUID, str] = dict(
-            (
-                await session.execute(
-                    sql.insert_ignore(session, _GRANTS, "tenant_id", "code_id", "event_kind", "role")
-                    .values(values)
-                    .returning(_GRANTS.c.id, _GRANTS.c.role)
-                )
-            ).all()
-        )
-        claimed_roles = set(claimed.values())
-        lost = [role for role in todo if role not in claimed_roles]
-        if lost:
-            for won in await session.scalars(
-                select(RewardGrant).where(
-                    RewardGrant.tenant_id == tenant_id,
-                    RewardGrant.code_id == event.code_id,
-                    RewardGrant.event_kind == event.kind,
-                    RewardGrant.role.in_(lost),
-                )
-            ):
-                found[won.role] = _granted(won)
-        for row in values:
-            if row["role"] not in claimed_roles:
-                continue
-            pool = matched[row["role"]][1]
-            news.append(
-                _New(
-                    row["id"],
-                    row["role"],
-                    row["party"],
-                    int(row["amount_fen"]),
-                    pool.id,
-                    pool.account_id,
-                    pool.daily_cap_fen,
-                    pool.per_partner_cap_fen,
-                    tuple(row["holds"]),
-                )
-            )
+        news = await _grant_new(session, tenant_id, event, matched, todo, found)
         if news:
             await _pay(session, tenant_id, event, news)
             await _record_outcomes(session, news)
@@ -466,6 +388,104 @@ async def grant_for_event(session: AsyncSession, event: ItemEvent) -> list[Grant
         status = REFUSED if new.refused else HELD if new.held else PAID
         out[new.role] = Granted(new.role, new.party, new.amount, status, new.refused, new.holds, new.grant_id)
     return [out[role] for role in ROLES if role in out]
+
+
+async def _grants_of(
+    session: AsyncSession, tenant_id: uuid.UUID, event: ItemEvent, roles: list[str] | None = None
+) -> list[RewardGrant]:
+    """The grants already made for this code and event kind (for `roles` only, when given)."""
+    query = select(RewardGrant).where(
+        RewardGrant.tenant_id == tenant_id,
+        RewardGrant.code_id == event.code_id,
+        RewardGrant.event_kind == event.kind,
+    )
+    if roles is not None:
+        query = query.where(RewardGrant.role.in_(roles))
+    return list(await session.scalars(query))
+
+
+async def _grant_new(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    event: ItemEvent,
+    matched: dict[str, tuple[RewardRule, FeePool]],
+    todo: dict[str, str],
+    found: dict[str, Granted],
+) -> list[_New]:
+    """Insert a grant row for each role in `todo` (held when risk signals it); a role a racing
+    duplicate claimed first is read into `found` instead. Returns the rows this call inserted."""
+    risk = await _risk(session, tenant_id, event, todo, await service.get_risk(session, tenant_id))
+    values = [
+        _grant_row(tenant_id, event, role, party, matched[role][0], matched[role][1], risk)
+        for role, party in todo.items()
+    ]
+    # One statement claims every role's (code, event, role) key: a key a racing duplicate holds
+    # waits for it and, once it commits, inserts nothing (its row is read below).
+    claimed: dict[uuid.UUID, str] = dict(
+        (
+            await session.execute(
+                sql.insert_ignore(session, _GRANTS, "tenant_id", "code_id", "event_kind", "role")
+                .values(values)
+                .returning(_GRANTS.c.id, _GRANTS.c.role)
+            )
+        ).all()
+    )
+    claimed_roles = set(claimed.values())
+    lost = [role for role in todo if role not in claimed_roles]
+    if lost:
+        for won in await _grants_of(session, tenant_id, event, lost):
+            found[won.role] = _granted(won)
+    news: list[_New] = []
+    for row in values:
+        if row["role"] not in claimed_roles:
+            continue
+        pool = matched[row["role"]][1]
+        news.append(
+            _New(
+                row["id"],
+                row["role"],
+                row["party"],
+                int(row["amount_fen"]),
+                pool.id,
+                pool.account_id,
+                pool.daily_cap_fen,
+                pool.per_partner_cap_fen,
+                tuple(row["holds"]),
+            )
+        )
+    return news
+
+
+def _grant_row(
+    tenant_id: uuid.UUID, event: ItemEvent, role: str, party: str, rule: RewardRule, pool: FeePool, risk: _Risk
+) -> dict[str, Any]:
+    """The values of one new grant: the rule's amount drawn now, held when risk signals the role."""
+    holds = risk.holds.get(role, [])
+    return {
+        "id": new_id(),
+        "tenant_id": tenant_id,
+        "code_id": event.code_id,
+        "event_kind": event.kind,
+        "role": role,
+        "party": party,
+        "rule_id": rule.id,
+        "pool_id": pool.id,
+        "product_id": event.product_id,
+        "amount_fen": rules.draw(rule.mode, rule.amount_fen, rule.distribution),
+        "status": HELD if holds else PAID,
+        "reason": "",
+        "holds": holds,
+        "hold_detail": risk.detail.get(role, {}),
+        "source_ref": event.source_ref[:120],
+        "device_hash": event.device_hash[:64] if event.device_hash else None,
+        "consumer_id": event.consumer_id,
+        "partner_account_id": event.partner_account_id,
+        "dealer_id": event.dealer_id,
+        "store_id": event.store_id,
+        "occurred_at": event.occurred_at,
+        "created_at": utcnow(),
+        "review_note": "",
+    }
 
 
 async def _record_outcomes(session: AsyncSession, news: list[_New]) -> None:

@@ -158,7 +158,7 @@ async def _sellable_items(session: AsyncSession, order: SalesOrder, item_codes: 
     refusals.raise_if_any("Bottle refused:")
     if len(codes) != order.quantity:
         raise PickupRefused("The same bottle was scanned twice; scan each bottle once.")
-    products = await custody._products_of(session, codes)
+    products = await custody.products_of(session, codes)
     for text, code in zip(texts, codes, strict=True):
         if code.level != ITEM:
             raise PickupRefused(f"{text} is a case or pallet code; scan the bottle's own code.", code=text)

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.core import jobs
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.errors import NotFound
@@ -315,6 +316,15 @@ async def do_sign_tree_head(
     session.add(row)
     await session.flush()
     return row
+
+
+@jobs.job_handler(log.SIGN_TOPIC)
+async def sign_job(ctx: jobs.JobContext) -> None:
+    """The `trace.log.sign` job the log's appends schedule: sign the tenant's current head."""
+    if ctx.database is None:
+        raise RuntimeError("the signing job needs the database's settings for the key")
+    settings = ctx.database.settings
+    await do_sign_tree_head(ctx.session, Crypto(settings.secrets), ctx.tenant_id, public_url=settings.public_url)
 
 
 # Offline verification: what an auditor runs with the published texts and the public key.

@@ -14,9 +14,9 @@ O(k + log n) for k entries, whatever the size of the log.
 
 **Signing.** Each append schedules the `trace.log.sign` outbox job, at most one per tenant per
 `SIGN_INTERVAL_SECONDS` window and due at the window's end: every leaf is covered by a signed
-checkpoint within that interval (see `trace.checkpoint`). Once a transaction that scheduled a window's
-job has committed, later appends of that window in the same process skip the enqueue (it would be a
-no-op: the job's dedupe key is the window).
+checkpoint within that interval (`trace.checkpoint` signs, and handles the job). Once a transaction
+that scheduled a window's job has committed, later appends of that window in the same process skip the
+enqueue (it would be a no-op: the job's dedupe key is the window).
 
 On PostgreSQL the append's statements go through the session's asyncpg connection directly (fixed
 texts, prepared once per connection): reserve, right edge, nodes — three round trips.
@@ -49,7 +49,6 @@ from sqlalchemy.orm import Session
 
 from zhongtai.core import jobs, sql
 from zhongtai.core.clock import utcnow
-from zhongtai.core.crypto import Crypto
 from zhongtai.core.db import pg_driver
 from zhongtai.core.errors import BadRequest, Conflict, NotFound
 from zhongtai.trace import merkle
@@ -336,15 +335,3 @@ async def leaf_hash_at(session: AsyncSession, tenant_id: uuid.UUID, leaf_index: 
     if leaf_index < 0 or leaf_index >= await size(session, tenant_id):
         raise UnknownLeaf(f"The log has no leaf {leaf_index}.")
     return (await _fetch(session, tenant_id, [(0, leaf_index)]))[(0, leaf_index)]
-
-
-@jobs.job_handler(SIGN_TOPIC)
-async def sign_job(ctx: jobs.JobContext) -> None:
-    from zhongtai.trace import checkpoint
-
-    if ctx.database is None:
-        raise RuntimeError("the signing job needs the database's settings for the key")
-    settings = ctx.database.settings
-    await checkpoint.do_sign_tree_head(
-        ctx.session, Crypto(settings.secrets), ctx.tenant_id, public_url=settings.public_url
-    )

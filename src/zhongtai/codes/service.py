@@ -49,6 +49,7 @@ from zhongtai.core import audit, jobs
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
+from zhongtai.core.db import is_read_session
 from zhongtai.core.principals import Principal
 
 MAX_BATCH_QUANTITY = 10_000_000
@@ -63,11 +64,20 @@ TRACE_TOPIC = "trace.code_event"
 
 
 async def get_settings(session: AsyncSession, tenant_id: uuid.UUID) -> CodeSettings:
+    """The brand's code settings, created on first use; a read session gets the defaults unsaved."""
     row = await session.scalar(select(CodeSettings))
     if row is None:
-        row = CodeSettings(tenant_id=tenant_id)
-        session.add(row)
-        await session.flush()
+        row = CodeSettings(
+            tenant_id=tenant_id,
+            gs1_company_prefix=None,
+            resolver_base=None,
+            sscc_extension_digit=0,
+            next_sscc_reference=1,
+            updated_at=utcnow(),
+        )
+        if not is_read_session(session):
+            session.add(row)
+            await session.flush()
     return row
 
 

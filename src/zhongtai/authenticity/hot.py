@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from zhongtai.authenticity import models as m
 from zhongtai.authenticity import resolver, rules, service, verification
 from zhongtai.authenticity.resolver import CodeFacts, Resolved
-from zhongtai.codes import models as codes_models
+from zhongtai.codes import queries as codes_queries
 from zhongtai.codes import rules as code_rules
 from zhongtai.codes import serials
 from zhongtai.core.errors import RateLimited
@@ -496,14 +496,14 @@ _epoch_clients: dict[str, SyncRedis] = {}
 
 
 def _changes_codes(session: Session) -> bool:
-    return any(isinstance(obj, codes_models.Code) for obj in (*session.dirty, *session.deleted))
+    return codes_queries.changes_codes(session)
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _on_execute(state: Any) -> None:
     if state.is_update or state.is_delete:
         table = getattr(state.statement, "table", None)
-        if getattr(table, "name", None) == codes_models.Code.__tablename__:
+        if getattr(table, "name", None) == codes_queries.CODES_TABLE:
             state.session.info["zt_codes_changed"] = True
 
 

@@ -28,10 +28,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from zhongtai import geo
 from zhongtai.authenticity.photos import CleanPhoto, PhotoStore, photo_key
-from zhongtai.catalog.models import Product
+from zhongtai.catalog import queries as catalog_queries
+from zhongtai.catalog.queries import ProductBrief
+from zhongtai.codes import queries as codes_queries
 from zhongtai.codes import rules as code_rules
 from zhongtai.codes import service as codes_service
-from zhongtai.codes.models import CodeBatch
 from zhongtai.core import audit
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.clock import utcnow
@@ -279,12 +280,10 @@ async def resolve_code(session: AsyncSession, text: str) -> ResolvedCode:
     code = (await codes_service.find_codes(session, [parsed.key])).get(parsed.key)
     if code is None:
         return ResolvedCode(CODE_UNKNOWN, parsed.key)
-    batch = await session.scalar(
-        select(CodeBatch).where(CodeBatch.first_code_id <= code.id).order_by(CodeBatch.first_code_id.desc()).limit(1)
-    )
-    product_id = batch.product_id if batch is not None and code.id < batch.first_code_id + batch.quantity else None
+    batch = await codes_queries.batch_holding(session, code.id)
+    product_id = batch.product_id if batch is not None else None
     if parsed.gtin and product_id is not None:
-        gtin = await session.scalar(select(Product.gtin).where(Product.id == product_id))
+        gtin = (await catalog_queries.product_gtins(session, [product_id])).get(product_id)
         if gtin != parsed.gtin:
             return ResolvedCode(CODE_UNKNOWN, parsed.key)
     return ResolvedCode(CODE_KNOWN, parsed.key, code.id, product_id)
@@ -401,17 +400,20 @@ def _filtered(query: Any, flt: ReportFilter) -> Any:
 
 async def list_reports(
     session: AsyncSession, flt: ReportFilter, *, limit: int, offset: int
-) -> tuple[list[tuple[CounterfeitReport, Product | None]], int]:
+) -> tuple[list[tuple[CounterfeitReport, ProductBrief | None]], int]:
     total = await session.scalar(_filtered(select(func.count()).select_from(CounterfeitReport), flt))
-    rows = await session.execute(
-        _filtered(
-            select(CounterfeitReport, Product).outerjoin(Product, Product.id == CounterfeitReport.product_id), flt
+    found = list(
+        await session.scalars(
+            _filtered(select(CounterfeitReport), flt)
+            .order_by(CounterfeitReport.created_at.desc(), CounterfeitReport.id.desc())
+            .limit(limit)
+            .offset(offset)
         )
-        .order_by(CounterfeitReport.created_at.desc(), CounterfeitReport.id.desc())
-        .limit(limit)
-        .offset(offset)
     )
-    return [(report, product) for report, product in rows.all()], int(total or 0)
+    products = await catalog_queries.product_briefs(session, {report.product_id for report in found})
+    return [(report, products.get(report.product_id) if report.product_id else None) for report in found], int(
+        total or 0
+    )
 
 
 async def status_counts(session: AsyncSession) -> dict[str, int]:
@@ -448,10 +450,8 @@ async def get_photo(session: AsyncSession, report_id: uuid.UUID, photo_id: uuid.
     return photo
 
 
-async def report_product(session: AsyncSession, report: CounterfeitReport) -> Product | None:
-    if report.product_id is None:
-        return None
-    return await session.scalar(select(Product).where(Product.id == report.product_id))
+async def report_product(session: AsyncSession, report: CounterfeitReport) -> ProductBrief | None:
+    return await catalog_queries.product_brief(session, report.product_id)
 
 
 def reveal_phone(crypto: Crypto, report: CounterfeitReport) -> str | None:

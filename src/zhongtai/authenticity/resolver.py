@@ -20,12 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.authenticity.service import CodeRef
-from zhongtai.catalog.models import Lot, Product
-from zhongtai.codes import models as codes_models
+from zhongtai.catalog import queries as catalog_queries
+from zhongtai.codes import queries as codes_queries
 from zhongtai.codes import rules as code_rules
 from zhongtai.codes import service as codes_service
+from zhongtai.codes import states as codes_states
 from zhongtai.codes.errors import CodeNotFound, UnreadableCodeError
-from zhongtai.codes.models import CodeBatch
 from zhongtai.core import tenancy
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.models import Tenant
@@ -66,7 +66,7 @@ class Resolved:
 
     @property
     def has_pin(self) -> bool:
-        return self.level == codes_models.ITEM and self.batch.pin_key_version is not None
+        return self.level == codes_states.ITEM and self.batch.pin_key_version is not None
 
     @property
     def uri(self) -> str:
@@ -84,11 +84,11 @@ class Resolved:
 
     @property
     def state_name(self) -> str:
-        return codes_models.STATE_NAMES.get(self.ref.state, "unknown")
+        return codes_states.STATE_NAMES.get(self.ref.state, "unknown")
 
     @property
     def level_name(self) -> str:
-        return codes_models.LEVEL_NAMES.get(self.level, "item")
+        return codes_states.LEVEL_NAMES.get(self.level, "item")
 
 
 class _Caches:
@@ -125,12 +125,10 @@ def parse(text: str) -> code_rules.ParsedCode:
 
 
 async def _load_batches(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[list[int], list[BatchInfo]]:
-    rows = await session.execute(
-        select(CodeBatch, Product)
-        .join(Product, Product.id == CodeBatch.product_id)
-        .where(CodeBatch.tenant_id == tenant_id)
-        .order_by(CodeBatch.first_code_id)
-    )
+    # Two reads once per brand and `CACHE_SECONDS` (not per scan): the brand's batches from codes, then
+    # their products from the catalog.
+    batches = await codes_queries.batches_of(session, tenant_id)
+    products = await catalog_queries.product_briefs(session, {batch.product_id for batch in batches})
     infos = [
         BatchInfo(
             first_code_id=batch.first_code_id,
@@ -143,7 +141,8 @@ async def _load_batches(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[li
             resolver_base=batch.resolver_base,
             pin_key_version=batch.pin_key_version,
         )
-        for batch, product in rows
+        for batch in batches
+        if (product := products.get(batch.product_id)) is not None
     ]
     starts = [info.first_code_id for info in infos]
     caches.batches.set(tenant_id, (starts, infos))
@@ -189,7 +188,7 @@ async def _lot_number(session: AsyncSession, lot_id: uuid.UUID | None) -> str | 
     cached = caches.lots.get(lot_id, MISSING)
     if cached is not MISSING:
         return cached  # type: ignore[return-value]
-    return caches.lots.set(lot_id, await session.scalar(select(Lot.lot_number).where(Lot.id == lot_id)))
+    return caches.lots.set(lot_id, await catalog_queries.lot_number(session, lot_id))
 
 
 @dataclass(frozen=True)

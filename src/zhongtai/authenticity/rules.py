@@ -22,11 +22,11 @@ from datetime import datetime
 
 from zhongtai import geo
 from zhongtai.authenticity import models as m
-from zhongtai.codes import models as codes_models
+from zhongtai.codes import states as codes_states
 
 # States of a code in which a matched PIN proves nothing good.
-NOT_COMMISSIONED_STATES = frozenset({codes_models.GENERATED})
-VOIDED_STATES = frozenset({codes_models.VOIDED, codes_models.DECOMMISSIONED})
+NOT_COMMISSIONED_STATES = frozenset({codes_states.GENERATED})
+VOIDED_STATES = frozenset({codes_states.VOIDED, codes_states.DECOMMISSIONED})
 
 
 @dataclass(frozen=True)

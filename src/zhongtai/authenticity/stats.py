@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zhongtai.authenticity import models as m
 from zhongtai.authenticity.models import Scan
 from zhongtai.authenticity.reports import china_day_start
-from zhongtai.catalog.models import Product
+from zhongtai.catalog import queries as catalog_queries
 
 MAX_DAYS = 366
 
@@ -94,12 +94,7 @@ async def scan_stats(
         select(Scan.product_id, *_count_columns()).where(*where).group_by(Scan.product_id)
     )
     per_product = [(row[0], _counts(row, 1)) for row in product_rows]
-    names = {
-        p.id: p.name
-        for p in await session.scalars(
-            select(Product).where(Product.id.in_([pid for pid, _c in per_product if pid is not None]))
-        )
-    }
+    names = await catalog_queries.product_names(session, [pid for pid, _c in per_product])
     stats.products = sorted(
         ((pid, names.get(pid, "") if pid else "", counts) for pid, counts in per_product),
         key=lambda item: (-item[2].checks, item[1]),

@@ -13,14 +13,13 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from zhongtai.catalog.rules import PRODUCT_ACTIVE, PRODUCT_ARCHIVED, PRODUCT_STATUSES
 from zhongtai.core.clock import utcnow
 from zhongtai.core.ids import new_id
 from zhongtai.core.models import Base, JSONType
 from zhongtai.core.tenancy import TenantOwned
 
-PRODUCT_ACTIVE = "active"
-PRODUCT_ARCHIVED = "archived"
-PRODUCT_STATUSES = (PRODUCT_ACTIVE, PRODUCT_ARCHIVED)
+__all__ = ["PRODUCT_ACTIVE", "PRODUCT_ARCHIVED", "PRODUCT_STATUSES", "Lot", "Product"]
 
 
 class Product(TenantOwned, Base):

@@ -15,6 +15,11 @@ from urllib.parse import urlsplit
 
 from stdnum import ean
 
+# Product statuses (stored in `catalog_products.status`; other domains compare against these).
+PRODUCT_ACTIVE = "active"
+PRODUCT_ARCHIVED = "archived"
+PRODUCT_STATUSES = (PRODUCT_ACTIVE, PRODUCT_ARCHIVED)
+
 GTIN_LENGTHS = (8, 12, 13, 14)
 LOT_NUMBER_MAX = 20
 # GS1 "CSET 82": the characters allowed in alphanumeric element strings such as AI (10) lot numbers.

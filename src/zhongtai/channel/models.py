@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Index, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from zhongtai.channel.rules import PARTNER_DEALER, PARTNER_GUIDE, PARTNER_ROLES, PARTNER_STORE
 from zhongtai.core.clock import utcnow
 from zhongtai.core.ids import new_id
 from zhongtai.core.models import Base, JSONType
@@ -23,10 +24,20 @@ ACTIVE = "active"
 ARCHIVED = "archived"
 STATUSES = (ACTIVE, ARCHIVED)
 
-PARTNER_DEALER = "dealer"
-PARTNER_STORE = "store"
-PARTNER_GUIDE = "guide"
-PARTNER_ROLES = (PARTNER_DEALER, PARTNER_STORE, PARTNER_GUIDE)
+__all__ = [
+    "ACTIVE",
+    "ARCHIVED",
+    "PARTNER_DEALER",
+    "PARTNER_GUIDE",
+    "PARTNER_ROLES",
+    "PARTNER_STORE",
+    "STATUSES",
+    "Dealer",
+    "Guide",
+    "PartnerAccount",
+    "PartnerSession",
+    "Store",
+]
 
 
 class _Phone:

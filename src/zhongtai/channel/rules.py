@@ -27,6 +27,19 @@ MAX_VERTICES = 5_000  # over all rings of a territory
 
 __all__ = ["Problem"]
 
+# Partner roles (a partner account is a dealer's, a store's or a shopping guide's).
+PARTNER_DEALER = "dealer"
+PARTNER_STORE = "store"
+PARTNER_GUIDE = "guide"
+PARTNER_ROLES = (PARTNER_DEALER, PARTNER_STORE, PARTNER_GUIDE)
+
+# Who holds an item now (custody).
+HOLDER_DEALER = "dealer"
+HOLDER_TRANSIT = "transit"  # shipped by the dealer, not yet received by the store
+HOLDER_STORE = "store"
+HOLDER_SOLD = "sold"
+HOLDERS = (HOLDER_DEALER, HOLDER_TRANSIT, HOLDER_STORE, HOLDER_SOLD)
+
 # A ring: positions of [lon, lat]; a polygon: outline then holes; a territory: any number of polygons.
 Ring = list[list[float]]
 Polygon = list[Ring]

@@ -21,7 +21,7 @@ from zhongtai.channel.permissions import CHANNEL_MANAGE, CHANNEL_READ
 from zhongtai.channel.scan_models import ALERT_KINDS, ALERT_STATUSES, ChannelScan, Custody, DiversionAlert
 from zhongtai.codes import service as codes_service
 from zhongtai.codes.errors import CodeNotFound
-from zhongtai.codes.models import STATE_NAMES
+from zhongtai.codes.states import STATE_NAMES
 from zhongtai.core.errors import PermissionDenied, RateLimited
 from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.web import CurrentPrincipal, DbSession, Origin, PageDep, RuntimeDep, require

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 from sqlalchemy import select
 
-from zhongtai.catalog.models import Lot, Product
+from zhongtai.catalog import queries as catalog_queries
 from zhongtai.channel import diversion, inventory, mapsvg, scans, service
 from zhongtai.channel.models import Dealer, Store
 from zhongtai.channel.permissions import CHANNEL_MANAGE, CHANNEL_READ
@@ -91,8 +91,8 @@ async def alert_page(request: Request, alert_id: uuid.UUID, session: DbSession, 
     dealer = await session.scalar(select(Dealer).where(Dealer.id == alert.dealer_id))
     assert dealer is not None
     store = await session.scalar(select(Store).where(Store.id == alert.store_id)) if alert.store_id else None
-    product = await session.scalar(select(Product).where(Product.id == alert.product_id)) if alert.product_id else None
-    lot = await session.scalar(select(Lot).where(Lot.id == alert.lot_id)) if alert.lot_id else None
+    product = await catalog_queries.product_brief(session, alert.product_id)
+    lot = await catalog_queries.lot_brief(session, alert.lot_id)
     stores, _total = await service.list_stores(session, status="active", dealer_id=dealer.id, limit=500, offset=0)
     located = [s for s in stores if s.latitude is not None and s.longitude is not None]
     map_stores = [

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, Float, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from zhongtai.channel.rules import HOLDER_DEALER, HOLDER_SOLD, HOLDER_STORE, HOLDER_TRANSIT, HOLDERS
 from zhongtai.core.clock import utcnow
 from zhongtai.core.ids import new_id
 from zhongtai.core.models import Base, JSONType
@@ -32,12 +33,35 @@ CASE_OPEN = "case_open"
 SALE = "sale"
 ACTIONS = (DEALER_RECEIVE, SHIP, STORE_RECEIVE, CASE_OPEN, SALE)
 
-# Who holds an item now.
-HOLDER_DEALER = "dealer"
-HOLDER_TRANSIT = "transit"  # shipped by the dealer, not yet received by the store
-HOLDER_STORE = "store"
-HOLDER_SOLD = "sold"
-HOLDERS = (HOLDER_DEALER, HOLDER_TRANSIT, HOLDER_STORE, HOLDER_SOLD)
+# Who holds an item now: `channel.rules.HOLDER_*` (re-exported here).
+__all__ = [
+    "ACTIONS",
+    "ALERT_CONFIRMED",
+    "ALERT_DISMISSED",
+    "ALERT_KINDS",
+    "ALERT_OPEN",
+    "ALERT_PENALIZED",
+    "ALERT_STATUSES",
+    "CASE_OPEN",
+    "DEALER_RECEIVE",
+    "HOLDERS",
+    "HOLDER_DEALER",
+    "HOLDER_SOLD",
+    "HOLDER_STORE",
+    "HOLDER_TRANSIT",
+    "KIND_CONSUMER_OUTSIDE",
+    "KIND_FOREIGN_STORE",
+    "KIND_STORE_OUTSIDE",
+    "SALE",
+    "SEVERITIES",
+    "SHIP",
+    "STORE_RECEIVE",
+    "ChannelScan",
+    "ChannelScanItem",
+    "Custody",
+    "DiversionAlert",
+    "DiversionCursor",
+]
 
 # Diversion alerts.
 KIND_STORE_OUTSIDE = "store_outside_territory"  # a store scanned the dealer's goods outside its territory

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
-from zhongtai.catalog.models import Product
+from zhongtai.catalog import queries as catalog_queries
 from zhongtai.codes import custody, export, service
 from zhongtai.codes.errors import BatchNotReady, BatchVoided
 from zhongtai.codes.models import BATCH_EXPORTED, BATCH_GENERATED, BATCH_VOIDED, LEVEL_NAMES, STATE_NAMES
@@ -168,7 +168,7 @@ async def export_batch(
         if batch.pin_key_version is None:
             raise BadRequest("Cases and pallets carry no hidden PIN; export their links instead.")
         key = await service.pin_key(session, runtime.crypto, batch.pin_key_version)
-    product = await session.get(Product, batch.product_id)
+    product = await catalog_queries.product_brief(session, batch.product_id)
     assert product is not None, "a batch's product is never deleted (foreign key RESTRICT)"
     await service.do_record_export(session, actor, batch, kind=kind, part_size=part_size, origin=origin)
     plan = export.ExportPlan(

@@ -22,8 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from zhongtai.catalog import service as catalog_service
-from zhongtai.catalog.models import PRODUCT_ACTIVE
-from zhongtai.catalog.rules import display_gtin
+from zhongtai.catalog.rules import PRODUCT_ACTIVE, display_gtin
 from zhongtai.codes import rules, service
 from zhongtai.codes.errors import BatchNotReady, BatchVoided, InvalidCodeSettings
 from zhongtai.codes.models import (

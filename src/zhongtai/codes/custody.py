@@ -20,7 +20,7 @@ from sqlalchemy import case as sql_case
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.catalog.models import Lot, Product
+from zhongtai.catalog import queries as catalog_queries
 from zhongtai.codes import rules
 from zhongtai.codes.errors import CodeNotFound, CodeStepRefused, InvalidCodeStep
 from zhongtai.codes.models import (
@@ -258,7 +258,7 @@ async def do_commission(
     products = await products_of(session, targets)
     lot = None
     if lot_id is not None:
-        lot = await session.scalar(select(Lot).where(Lot.id == lot_id))
+        lot = await catalog_queries.lot_brief(session, lot_id)
         if lot is None:
             raise InvalidCodeStep("No such lot.", field="lot_id")
         wrong = [c for c in targets if products[c.id] != lot.product_id]
@@ -397,21 +397,22 @@ class BatchInfo:
 
 
 async def batches_covering(session: AsyncSession, ids: Sequence[int]) -> list[BatchInfo]:
-    """In one query, the batches (with their product's packaging) whose id ranges hold these codes."""
+    """The batches (with their product's packaging) whose id ranges hold these codes: the batches in
+    one query, their products' packaging from the catalog in another."""
     low, high = min(ids), max(ids)
-    rows = await session.execute(
-        select(
-            CodeBatch.first_code_id,
-            CodeBatch.quantity,
-            CodeBatch.product_id,
-            Product.items_per_case,
-            Product.cases_per_pallet,
+    rows = (
+        await session.execute(
+            select(CodeBatch.first_code_id, CodeBatch.quantity, CodeBatch.product_id)
+            .where(CodeBatch.first_code_id <= high, CodeBatch.first_code_id + CodeBatch.quantity > low)
+            .order_by(CodeBatch.first_code_id)
         )
-        .join(Product, Product.id == CodeBatch.product_id)
-        .where(CodeBatch.first_code_id <= high, CodeBatch.first_code_id + CodeBatch.quantity > low)
-        .order_by(CodeBatch.first_code_id)
-    )
-    return [BatchInfo(*row) for row in rows]
+    ).all()
+    products = await catalog_queries.product_briefs(session, {row.product_id for row in rows})
+    return [
+        BatchInfo(first, quantity, pid, products[pid].items_per_case, products[pid].cases_per_pallet)
+        for first, quantity, pid in rows
+        if pid in products
+    ]
 
 
 def batch_for(batches: list[BatchInfo], code_id: int) -> BatchInfo | None:

@@ -19,38 +19,66 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, SmallInteger, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from zhongtai.codes.states import (
+    BATCH_EXPORTED,
+    BATCH_FAILED,
+    BATCH_GENERATED,
+    BATCH_GENERATING,
+    BATCH_REQUESTED,
+    BATCH_VOIDED,
+    CASE,
+    COMMISSIONED,
+    DECOMMISSIONED,
+    GENERATED,
+    IN_STORE,
+    ITEM,
+    LEVEL_NAMES,
+    LEVELS_BY_NAME,
+    OPENED,
+    PACKED,
+    PALLET,
+    RECEIVED,
+    SHIPPED,
+    SOLD,
+    STATE_NAMES,
+    VOIDED,
+)
 from zhongtai.core.clock import utcnow
 from zhongtai.core.ids import new_id
 from zhongtai.core.models import Base, JSONType
 from zhongtai.core.tenancy import TenantOwned
 
-# Packaging levels.
-ITEM, CASE, PALLET = 1, 2, 3
-LEVEL_NAMES = {ITEM: "item", CASE: "case", PALLET: "pallet"}
-LEVELS_BY_NAME = {name: level for level, name in LEVEL_NAMES.items()}
-
-# Code states; the numbers are stored, the names are the API's.
-GENERATED, COMMISSIONED, PACKED, SHIPPED, RECEIVED, IN_STORE, SOLD, OPENED, VOIDED, DECOMMISSIONED = range(10)
-STATE_NAMES = {
-    GENERATED: "generated",
-    COMMISSIONED: "commissioned",
-    PACKED: "packed",
-    SHIPPED: "shipped",
-    RECEIVED: "received",
-    IN_STORE: "in_store",
-    SOLD: "sold",
-    OPENED: "opened",
-    VOIDED: "voided",
-    DECOMMISSIONED: "decommissioned",
-}
-
-# Batch lifecycle.
-BATCH_REQUESTED = "requested"
-BATCH_GENERATING = "generating"
-BATCH_GENERATED = "generated"
-BATCH_EXPORTED = "exported"
-BATCH_VOIDED = "voided"
-BATCH_FAILED = "failed"
+__all__ = [
+    "BATCH_EXPORTED",
+    "BATCH_FAILED",
+    "BATCH_GENERATED",
+    "BATCH_GENERATING",
+    "BATCH_REQUESTED",
+    "BATCH_VOIDED",
+    "CASE",
+    "COMMISSIONED",
+    "DECOMMISSIONED",
+    "GENERATED",
+    "IN_STORE",
+    "ITEM",
+    "LEVELS_BY_NAME",
+    "LEVEL_NAMES",
+    "OPENED",
+    "PACKED",
+    "PALLET",
+    "RECEIVED",
+    "SHIPPED",
+    "SOLD",
+    "STATE_NAMES",
+    "VOIDED",
+    "Code",
+    "CodeBatch",
+    "CodeEvent",
+    "CodeIdRange",
+    "CodeSettings",
+    "LegacySerial",
+    "PinKey",
+]
 
 
 class CodeSettings(TenantOwned, Base):

@@ -16,7 +16,8 @@ from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.catalog.models import Lot, Product
+from zhongtai.catalog import queries as catalog_queries
+from zhongtai.catalog.queries import LotBrief, ProductBrief
 from zhongtai.codes import rules, serials
 from zhongtai.codes.errors import (
     BatchNotFound,
@@ -212,7 +213,7 @@ async def do_request_batch(
         raise InvalidBatchRequest("The level is item, case or pallet.", field="level")
     if not 1 <= request.quantity <= MAX_BATCH_QUANTITY:
         raise InvalidBatchRequest(f"A batch holds 1 to {MAX_BATCH_QUANTITY:,} codes.", field="quantity")
-    product = await session.scalar(select(Product).where(Product.id == request.product_id))
+    product = await catalog_queries.product_brief(session, request.product_id)
     if product is None:
         raise InvalidBatchRequest("No such product.", field="product_id")
     if product.is_archived:
@@ -298,16 +299,17 @@ async def get_batch(session: AsyncSession, batch_id: uuid.UUID) -> CodeBatch:
 
 async def list_batches(
     session: AsyncSession, *, product_id: uuid.UUID | None, status: str | None, limit: int, offset: int
-) -> tuple[list[tuple[CodeBatch, Product]], int]:
-    query = select(CodeBatch, Product).join(Product, Product.id == CodeBatch.product_id)
+) -> tuple[list[tuple[CodeBatch, ProductBrief]], int]:
+    query = select(CodeBatch)
     count = select(func.count()).select_from(CodeBatch)
     if product_id:
         query, count = query.where(CodeBatch.product_id == product_id), count.where(CodeBatch.product_id == product_id)
     if status:
         query, count = query.where(CodeBatch.status == status), count.where(CodeBatch.status == status)
     total = await session.scalar(count)
-    rows = await session.execute(query.order_by(CodeBatch.created_at.desc()).limit(limit).offset(offset))
-    return [(batch, product) for batch, product in rows], int(total or 0)
+    batches = list(await session.scalars(query.order_by(CodeBatch.created_at.desc()).limit(limit).offset(offset)))
+    products = await catalog_queries.product_briefs(session, {batch.product_id for batch in batches})
+    return [(batch, products[batch.product_id]) for batch in batches if batch.product_id in products], int(total or 0)
 
 
 def _batch_range(batch: CodeBatch) -> tuple[int, int]:
@@ -408,8 +410,8 @@ async def do_mark_failed(session: AsyncSession, batch_id: uuid.UUID, error: str)
 class CodeView:
     code: Code
     batch: CodeBatch
-    product: Product
-    lot: Lot | None
+    product: ProductBrief
+    lot: LotBrief | None
     uri: str
     parent_serial: str | None
     children: int
@@ -470,12 +472,12 @@ async def lookup(session: AsyncSession, text_value: str) -> CodeView:
     if code is None:
         raise CodeNotFound()
     batch = await batch_of(session, code)
-    product = await session.scalar(select(Product).where(Product.id == batch.product_id))
+    product = await catalog_queries.product_brief(session, batch.product_id)
     if product is None:
         raise CodeNotFound()
     if parsed.gtin and parsed.gtin != product.gtin:
         raise CodeNotFound("The serial exists, but not for this GTIN.")
-    lot = await session.scalar(select(Lot).where(Lot.id == code.lot_id)) if code.lot_id else None
+    lot = await catalog_queries.lot_brief(session, code.lot_id)
     parent_serial = (
         await session.scalar(select(Code.serial).where(Code.id == code.parent_id)) if code.parent_id else None
     )

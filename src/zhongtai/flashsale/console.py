@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from zhongtai.catalog.models import Product
+from zhongtai.catalog import queries as catalog_queries
+from zhongtai.catalog.queries import ProductChoice
 from zhongtai.core import audit
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
@@ -54,8 +54,8 @@ def _china_time(value: datetime | None) -> str:
     return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if value else "—"
 
 
-async def _products(session: DbSession) -> list[Product]:
-    return list(await session.scalars(select(Product).where(Product.status == "active").order_by(Product.name)))
+async def _products(session: DbSession) -> list[ProductChoice]:
+    return await catalog_queries.product_choices(session, active_only=True)
 
 
 async def _sales_page(
@@ -215,7 +215,7 @@ def _chart(per_second: list[tuple[int, int]]) -> dict[str, Any]:
 
 async def _detail_context(session: DbSession, runtime: Any, sale: FlashSale) -> dict[str, Any]:
     figures = await service.live_figures(session, state_of(runtime), sale)
-    product = await session.get(Product, sale.product_id)
+    product = await catalog_queries.product_brief(session, sale.product_id)
     return {
         "sale": sale,
         "product": product,

@@ -126,6 +126,9 @@ class RecomputeReport:
         )
 
 
+Account = LedgerAccount  # the public name of an account as `open_account` and `get_account` return it
+
+
 def _tenant(session: AsyncSession) -> uuid.UUID:
     scope = tenancy.current_scope(session)
     if not isinstance(scope, uuid.UUID):

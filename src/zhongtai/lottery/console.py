@@ -9,9 +9,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from zhongtai.catalog.models import Product
+from zhongtai.catalog import queries as catalog_queries
 from zhongtai.core import audit
 from zhongtai.core.errors import AppError
 from zhongtai.core.models import Tenant
@@ -129,16 +128,17 @@ async def create_session(
 
 async def _detail_context(session: DbSession, lottery: LotterySession) -> dict[str, Any]:
     stores = {s.id: s for s in await service.list_stores(session)}
-    products = {p.id: p for p in await session.scalars(select(Product).order_by(Product.name))}
+    stock = await service.stock_of(session, lottery.id)
+    named = await catalog_queries.product_briefs(session, {line.product_id for line in stock})
     counts = await service.entry_counts(session, lottery.id)
     lines = [
         {
             "store": stores.get(line.store_id),
-            "product": products.get(line.product_id),
+            "product": named.get(line.product_id),
             "quantity": line.quantity,
             "entries": counts.get((line.store_id, line.product_id), 0),
         }
-        for line in await service.stock_of(session, lottery.id)
+        for line in stock
     ]
     wins = await service.wins_of(session, lottery.id) if lottery.status == "drawn" else []
     tenant = await session.get(Tenant, lottery.tenant_id)
@@ -149,7 +149,7 @@ async def _detail_context(session: DbSession, lottery: LotterySession) -> dict[s
         "total_entries": sum(counts.values()),
         "total_stock": sum(line["quantity"] for line in lines),
         "stores": list(stores.values()),
-        "products": list(products.values()),
+        "products": await catalog_queries.product_choices(session),
         "wins": wins,
         "win_counts": {
             status: sum(1 for w in wins if w.status == status) for status in ("pending_payment", "paid", "forfeited")

@@ -18,7 +18,8 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.catalog.models import Product
+from zhongtai.catalog import queries as catalog_queries
+from zhongtai.channel import queries as channel_queries
 from zhongtai.core import jobs, sql
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
@@ -50,8 +51,8 @@ from zhongtai.lottery.models import (
     LotteryTreeNode,
     LotteryWin,
 )
+from zhongtai.members import queries as members_queries
 from zhongtai.members import service as members
-from zhongtai.members.models import MemberIdentity
 from zhongtai.trace import merkle
 
 SEED_PURPOSE = "lottery.server_seed"
@@ -86,14 +87,11 @@ async def do_create_store(
     code = code.strip()
     if await session.scalar(select(LotteryStore.id).where(LotteryStore.code == code)) is not None:
         raise ValidationFailed(f"A store with code {code} already exists.", field="code")
-    if channel_store_id is not None:
-        from zhongtai.channel.models import Store
-
-        if await session.scalar(select(Store.id).where(Store.id == channel_store_id)) is None:
-            raise ValidationFailed(
-                f"No channel store {channel_store_id} in this brand; create the store in the channel first.",
-                field="channel_store_id",
-            )
+    if channel_store_id is not None and not await channel_queries.store_exists(session, channel_store_id):
+        raise ValidationFailed(
+            f"No channel store {channel_store_id} in this brand; create the store in the channel first.",
+            field="channel_store_id",
+        )
     store = LotteryStore(
         code=code,
         name=name.strip(),
@@ -172,7 +170,7 @@ async def do_set_stock(session: AsyncSession, lottery: LotterySession, items: Se
     store_ids = {i.store_id for i in items}
     product_ids = {i.product_id for i in items}
     known_stores = set(await session.scalars(select(LotteryStore.id).where(LotteryStore.id.in_(store_ids))))
-    known_products = set(await session.scalars(select(Product.id).where(Product.id.in_(product_ids))))
+    known_products = await catalog_queries.existing_products(session, product_ids)
     if missing := store_ids - known_stores:
         raise ValidationFailed(f"Unknown store: {sorted(map(str, missing))[0]}.", field="items")
     if missing := product_ids - known_products:
@@ -405,13 +403,12 @@ async def _mark_exclusions(session: AsyncSession, lottery: LotterySession) -> in
     another account during the window), then entries whose member is no longer verified or old
     enough. Set-based, so that it stays fast over millions of entries."""
     entries = cast(Table, LotteryEntry.__table__)
-    identities = cast(Table, MemberIdentity.__table__)
     in_session = (entries.c.tenant_id == lottery.tenant_id) & (entries.c.session_id == lottery.id)
     if session.get_bind().dialect.name == "postgresql":
         # The entries arrived in bulk since the planner last looked: without fresh statistics it may
         # pick nested loops over millions of rows.
         await session.execute(text("ANALYZE lottery_entries"))
-        await session.execute(text("ANALYZE member_identities"))
+    await members_queries.refresh_statistics(session)
     today = members.today()
     try:
         cutoff = today.replace(year=today.year - lottery.minimum_age)
@@ -428,19 +425,10 @@ async def _mark_exclusions(session: AsyncSession, lottery: LotterySession) -> in
         .subquery()
     )
     duplicate = entries.c.id.in_(select(ranked.c.id).where(ranked.c.position > 1))
-    verified = (
-        select(identities.c.id)
-        .where(identities.c.tenant_id == entries.c.tenant_id, identities.c.consumer_id == entries.c.consumer_id)
-        .exists()
-    )
-    old_enough = (
-        select(identities.c.id)
-        .where(
-            identities.c.tenant_id == entries.c.tenant_id,
-            identities.c.consumer_id == entries.c.consumer_id,
-            identities.c.birth_date <= cutoff,
-        )
-        .exists()
+    # The members' conditions over their identities, correlated with each entry (set-based).
+    verified = members_queries.verified_identity_exists(entries.c.tenant_id, entries.c.consumer_id)
+    old_enough = members_queries.verified_identity_exists(
+        entries.c.tenant_id, entries.c.consumer_id, born_on_or_before=cutoff
     )
     excluded = 0
     for reason, condition in (

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from zhongtai.authenticity.verification import CLIENT_COOKIE
 from zhongtai.channel import partners as channel_partners
-from zhongtai.channel.models import PARTNER_DEALER, PARTNER_GUIDE
+from zhongtai.channel.rules import PARTNER_DEALER, PARTNER_GUIDE
 from zhongtai.core.errors import PermissionDenied, ValidationFailed
 from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.schemas import Paged

@@ -11,9 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from zhongtai.catalog.models import Product
+from zhongtai.catalog import queries as catalog_queries
 from zhongtai.codes.events import ITEM_STEPS as REWARD_KINDS
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
@@ -157,7 +156,7 @@ async def _rules_page(
     status_code: int = 200,
 ) -> Response:
     pools = await service.list_pools(session)
-    products = list(await session.scalars(select(Product).order_by(Product.name).limit(500)))
+    products = await catalog_queries.product_choices(session, limit=500)
     return render(
         request,
         "rewards/rules.html",

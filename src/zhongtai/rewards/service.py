@@ -15,15 +15,15 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.catalog.models import Product
+from zhongtai.catalog import queries as catalog_queries
 from zhongtai.codes.events import ITEM_STEPS as REWARD_KINDS
 from zhongtai.core import audit, tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import CrossTenantAccess
 from zhongtai.core.ids import new_id
 from zhongtai.core.principals import Principal
+from zhongtai.ledger import queries as ledger_queries
 from zhongtai.ledger import service as ledger
-from zhongtai.ledger.models import LedgerAccount
 from zhongtai.ledger.service import EntryDraft, Line
 from zhongtai.rewards import rules
 from zhongtai.rewards.errors import DuplicatePool, InvalidReward, PoolNotFound, RuleNotFound
@@ -54,7 +54,7 @@ def pool_key(pool_id: uuid.UUID) -> str:
     return f"pool:{pool_id}"
 
 
-async def system_account(session: AsyncSession, key: str) -> LedgerAccount:
+async def system_account(session: AsyncSession, key: str) -> ledger.Account:
     spec = {
         FUNDING_KEY: ("brand_funding", "品牌预算 Brand budget", None),
         HELD_KEY: ("suspense", "待审核奖励 Rewards held for review", 0),
@@ -68,8 +68,8 @@ async def system_account(session: AsyncSession, key: str) -> LedgerAccount:
 async def wallets(session: AsyncSession, parties: list[str]) -> dict[str, uuid.UUID]:
     """The wallet account of each party ("store:<id>", "device:<hash>"…), opened on first use."""
     keys = {wallet_key(p): p for p in parties}
-    found = await session.execute(select(LedgerAccount.key, LedgerAccount.id).where(LedgerAccount.key.in_(keys)))
-    out = {keys[key]: account_id for key, account_id in found.all()}
+    found = await ledger_queries.account_ids_by_key(session, keys)
+    out = {keys[key]: account_id for key, account_id in found.items()}
     for party in parties:
         if party not in out:
             owner_type, _, owner_id = party.partition(":")
@@ -116,7 +116,7 @@ def _text(value: Any, field: str, limit: int, *, required: bool = True) -> str:
 
 
 async def _check_product(session: AsyncSession, product_id: uuid.UUID | None) -> None:
-    if product_id is not None and await session.scalar(select(Product.id).where(Product.id == product_id)) is None:
+    if product_id is not None and not await catalog_queries.product_exists(session, product_id):
         raise InvalidReward("No such product in this brand's catalog.", field="product_id")
 
 

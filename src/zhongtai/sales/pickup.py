@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.codes import custody
-from zhongtai.codes.models import COMMISSIONED, IN_STORE, ITEM, PACKED, RECEIVED, SHIPPED, STATE_NAMES
+from zhongtai.codes.states import COMMISSIONED, IN_STORE, ITEM, PACKED, RECEIVED, SHIPPED, STATE_NAMES
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
 from zhongtai.sales import rules, service

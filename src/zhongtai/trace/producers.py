@@ -14,10 +14,9 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
-
-from zhongtai.catalog.models import Lot, Product
-from zhongtai.codes.models import Code, CodeBatch, CodeEvent
+from zhongtai.catalog import queries as catalog_queries
+from zhongtai.codes import queries as codes_queries
+from zhongtai.codes.queries import CodeStep
 from zhongtai.codes.service import TRACE_TOPIC
 from zhongtai.core import jobs
 from zhongtai.trace import events
@@ -36,15 +35,13 @@ def _local_time(moment: datetime, offset: str) -> str:
 
 async def _uris(session: Any, ids: list[int]) -> dict[int, str]:
     """Canonical Digital Link URIs of codes: /01/{gtin}/21/{serial} for serials, /00/{sscc} for SSCCs."""
-    batches = sorted(await session.scalars(select(CodeBatch)), key=lambda b: b.first_code_id)
-    gtins = dict((await session.execute(select(Product.id, Product.gtin))).all())
+    batches = await codes_queries.batches_of(session)
+    gtins = await catalog_queries.product_gtins(session, {b.product_id for b in batches})
     uris: dict[int, str] = {}
     for start in range(0, len(ids), LOOKUP_CHUNK):
-        rows = (
-            await session.execute(select(Code.id, Code.serial).where(Code.id.in_(ids[start : start + LOOKUP_CHUNK])))
-        ).all()
-        for code_id, serial in rows:
-            batch = next(b for b in batches if b.first_code_id <= code_id < b.first_code_id + b.quantity)
+        serials = await codes_queries.code_serials(session, ids[start : start + LOOKUP_CHUNK])
+        for code_id, serial in serials.items():
+            batch = next(b for b in batches if b.holds(code_id))
             uris[code_id] = (
                 f"{CANONICAL_HOST}/00/{serial}"
                 if batch.scheme == "sscc"
@@ -53,12 +50,8 @@ async def _uris(session: Any, ids: list[int]) -> dict[int, str]:
     return uris
 
 
-async def epcis_event_of(session: Any, event: CodeEvent) -> dict[str, Any]:
-    ids = (
-        list(range(event.code_first, event.code_last + 1))
-        if event.code_first is not None and event.code_last is not None
-        else list(event.code_ids or [])
-    )
+async def epcis_event_of(session: Any, event: CodeStep) -> dict[str, Any]:
+    ids = event.code_id_list
     parent_ids = [event.parent_code_id] if event.parent_code_id is not None else []
     uris = await _uris(session, ids + parent_ids)
     body: dict[str, Any] = {
@@ -76,7 +69,7 @@ async def epcis_event_of(session: Any, event: CodeEvent) -> dict[str, Any]:
     else:
         body["epcList"] = [uris[i] for i in ids]
     if event.lot_id is not None and event.action == "ADD" and body["type"] == "ObjectEvent":
-        lot = await session.scalar(select(Lot).where(Lot.id == event.lot_id))
+        lot = await catalog_queries.lot_brief(session, event.lot_id)
         if lot is not None:
             ilmd: dict[str, Any] = {"cbvmda:lotNumber": lot.lot_number}
             if lot.expires_on:
@@ -106,7 +99,7 @@ async def epcis_event_of(session: Any, event: CodeEvent) -> dict[str, Any]:
 
 async def do_record_code_event(session: Any, tenant_id: uuid.UUID, code_event_id: int) -> str | None:
     """Store the EPCIS event of one custody step; returns its hash ID (None when it is not found)."""
-    code_event = await session.scalar(select(CodeEvent).where(CodeEvent.id == code_event_id))
+    code_event = await codes_queries.code_step(session, code_event_id)
     if code_event is None:
         return None
     body = await epcis_event_of(session, code_event)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.codes import queries as codes_queries
 from zhongtai.codes import service as codes_service
-from zhongtai.codes.models import LEVEL_NAMES, STATE_NAMES, CodeEvent
+from zhongtai.codes.states import LEVEL_NAMES, STATE_NAMES
 from zhongtai.trace import checkpoint as checkpoints
 from zhongtai.trace import log, merkle
 from zhongtai.trace.epc import normalize_epc
@@ -129,9 +129,8 @@ async def _actors(session: AsyncSession, entries: list[TraceEntry]) -> dict[int,
         elif str(entry.body.get("zt:codeEvent", "")).isdigit():
             steps[int(entry.body["zt:codeEvent"])] = entry.event.id
     if steps:
-        rows = await session.execute(select(CodeEvent.id, CodeEvent.actor_label).where(CodeEvent.id.in_(list(steps))))
-        for step_id, label in rows:
-            found[steps[int(step_id)]] = str(label)
+        for step_id, label in (await codes_queries.step_actors(session, steps)).items():
+            found[steps[step_id]] = label
     return found
 
 

@@ -1,0 +1,63 @@
+"""What other domains may read of authenticity: consumers' scans, as plain values.
+
+Authenticity answers for its tables (`authenticity_scans`, summaries, alerts…); other domains ask here
+rather than query them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhongtai.authenticity.models import Scan
+
+
+@dataclass(frozen=True)
+class ScanFacts:
+    """One consumer check of one code: which code, when, where (when the consumer allowed it)."""
+
+    id: int
+    code_id: int
+    serial: str
+    gtin: str | None
+    product_id: uuid.UUID | None
+    lot_id: uuid.UUID | None
+    kind: str
+    verdict: str | None
+    occurred_at: datetime
+    latitude: float | None
+    longitude: float | None
+    province_code: str | None
+    city_code: str | None
+    city_name: str | None
+    consumer_id: uuid.UUID | None
+
+
+def _facts(scan: Scan) -> ScanFacts:
+    return ScanFacts(
+        id=scan.id,
+        code_id=scan.code_id,
+        serial=scan.serial,
+        gtin=scan.gtin,
+        product_id=scan.product_id,
+        lot_id=scan.lot_id,
+        kind=scan.kind,
+        verdict=scan.verdict,
+        occurred_at=scan.occurred_at,
+        latitude=scan.latitude,
+        longitude=scan.longitude,
+        province_code=scan.province_code,
+        city_code=scan.city_code,
+        city_name=scan.city_name,
+        consumer_id=scan.consumer_id,
+    )
+
+
+async def scans_after(session: AsyncSession, after_id: int, *, limit: int) -> list[ScanFacts]:
+    """The scans with ids above `after_id`, by id, at most `limit` (for sweeps that follow the scans)."""
+    rows = await session.scalars(select(Scan).where(Scan.id > after_id).order_by(Scan.id).limit(limit))
+    return [_facts(scan) for scan in rows]

@@ -40,8 +40,10 @@ test: install
 
 lint: install
 	$(BIN)/ruff check src tests
+	$(BIN)/ruff check --preview --select PLC2701 src  # no module imports another's _private names
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the layers of docs/architecture.md (contracts in pyproject.toml)
 	ZT_DATA_DIR=$$(mktemp -d) $(BIN)/zhongtai migrate && ZT_DATA_DIR=$$(mktemp -d) sh -c '$(BIN)/zhongtai migrate >/dev/null && $(BIN)/zhongtai migrate --check'
 
 bench-http: install

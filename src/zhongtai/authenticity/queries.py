@@ -31,6 +31,7 @@ class ScanFacts:
     occurred_at: datetime
     latitude: float | None
     longitude: float | None
+    accuracy_m: float | None
     province_code: str | None
     city_code: str | None
     city_name: str | None
@@ -50,6 +51,7 @@ def _facts(scan: Scan) -> ScanFacts:
         occurred_at=scan.occurred_at,
         latitude=scan.latitude,
         longitude=scan.longitude,
+        accuracy_m=scan.accuracy_m,
         province_code=scan.province_code,
         city_code=scan.city_code,
         city_name=scan.city_name,

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai import geo
-from zhongtai.authenticity.models import Scan as ConsumerScan
+from zhongtai.authenticity import queries as authenticity_queries
 from zhongtai.channel import places
 from zhongtai.channel.actor import Actor
 from zhongtai.channel.events import DiversionPenalized
@@ -318,13 +318,8 @@ async def sweep_consumer_scans(session: AsyncSession, tenant_id: uuid.UUID, *, l
     # Rows are written behind the consumer's answer by concurrent transactions, so one with a lower id
     # may commit after a higher one was read: every sweep looks again at the last OVERLAP ids (alerts
     # are unique per bottle, so a second look raises nothing twice).
-    rows = list(
-        await session.scalars(
-            select(ConsumerScan)
-            .where(ConsumerScan.id > max(0, cursor.last_scan_id - SWEEP_OVERLAP))
-            .order_by(ConsumerScan.id)
-            .limit(limit + SWEEP_OVERLAP)
-        )
+    rows = await authenticity_queries.scans_after(
+        session, max(0, cursor.last_scan_id - SWEEP_OVERLAP), limit=limit + SWEEP_OVERLAP
     )
     fresh = [r for r in rows if r.id > cursor.last_scan_id]
     if not fresh:

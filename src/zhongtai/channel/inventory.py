@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.catalog.models import Product
+from zhongtai.catalog import queries as catalog_queries
 from zhongtai.channel.models import Store
 from zhongtai.channel.scan_models import (
     ALERT_DISMISSED,
@@ -64,13 +64,6 @@ class InventoryRow:
         }
 
 
-async def _products(session: AsyncSession, ids: set[uuid.UUID | None]) -> dict[uuid.UUID, Product]:
-    wanted = [i for i in ids if i is not None]
-    if not wanted:
-        return {}
-    return {p.id: p for p in await session.scalars(select(Product).where(Product.id.in_(wanted)))}
-
-
 async def _counts(session: AsyncSession, *conditions: Any) -> dict[tuple[str, uuid.UUID | None], int]:
     rows = await session.execute(
         select(ChannelScanItem.action, ChannelScanItem.product_id, func.count())
@@ -81,7 +74,7 @@ async def _counts(session: AsyncSession, *conditions: Any) -> dict[tuple[str, uu
 
 
 def _rows(
-    counts: dict[tuple[str, uuid.UUID | None], int], products: dict[uuid.UUID, Product], role: str
+    counts: dict[tuple[str, uuid.UUID | None], int], products: dict[uuid.UUID, catalog_queries.ProductBrief], role: str
 ) -> list[InventoryRow]:
     received_step = DEALER_RECEIVE if role == "dealer" else STORE_RECEIVE
     out: dict[uuid.UUID | None, InventoryRow] = {}
@@ -103,14 +96,14 @@ async def dealer_inventory(session: AsyncSession, dealer_id: uuid.UUID) -> list[
     counts = await _counts(
         session, ChannelScanItem.dealer_id == dealer_id, ChannelScanItem.action.in_((DEALER_RECEIVE, SHIP))
     )
-    return _rows(counts, await _products(session, {p for _, p in counts}), "dealer")
+    return _rows(counts, await catalog_queries.product_briefs(session, {p for _, p in counts}), "dealer")
 
 
 async def store_inventory(session: AsyncSession, store_id: uuid.UUID) -> list[InventoryRow]:
     counts = await _counts(
         session, ChannelScanItem.store_id == store_id, ChannelScanItem.action.in_((STORE_RECEIVE, SALE))
     )
-    return _rows(counts, await _products(session, {p for _, p in counts}), "store")
+    return _rows(counts, await catalog_queries.product_briefs(session, {p for _, p in counts}), "store")
 
 
 @dataclass

@@ -52,9 +52,17 @@ async def store_location(
 
 async def custody_of(session: AsyncSession, tenant_id: uuid.UUID, code_id: int) -> CustodyFacts | None:
     """Who holds this item in the channel, or None when it never entered the channel."""
-    row = await session.scalar(select(Custody).where(Custody.tenant_id == tenant_id, Custody.code_id == code_id))
-    if row is None:
-        return None
-    return CustodyFacts(
-        row.code_id, row.dealer_id, row.holder, row.store_id, row.guide_id, row.product_id, row.received_at
-    )
+    row = (
+        await session.execute(
+            select(
+                Custody.code_id,
+                Custody.dealer_id,
+                Custody.holder,
+                Custody.store_id,
+                Custody.guide_id,
+                Custody.product_id,
+                Custody.received_at,
+            ).where(Custody.tenant_id == tenant_id, Custody.code_id == code_id)
+        )
+    ).first()
+    return None if row is None else CustodyFacts(*row)

@@ -51,8 +51,11 @@ from zhongtai.channel.scan_models import (
     Custody,
 )
 from zhongtai.codes import custody as code_custody
+from zhongtai.codes import moves
+from zhongtai.codes import queries as codes_queries
 from zhongtai.codes.events import ItemEvent
-from zhongtai.codes.models import (
+from zhongtai.codes.service import TRACE_TOPIC
+from zhongtai.codes.states import (
     CASE,
     DECOMMISSIONED,
     GENERATED,
@@ -60,15 +63,11 @@ from zhongtai.codes.models import (
     ITEM,
     LEVEL_NAMES,
     OPENED,
-    PALLET,
     RECEIVED,
     SHIPPED,
     SOLD,
     VOIDED,
-    Code,
-    CodeEvent,
 )
-from zhongtai.codes.service import TRACE_TOPIC
 from zhongtai.core import jobs
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
@@ -168,8 +167,8 @@ class Refusals:
 
 @dataclass
 class _Item:
-    code: Code
-    top: Code  # the scanned code it is in (itself when an item was scanned)
+    code: moves.CodeRow
+    top: moves.CodeRow  # the scanned code it is in (itself when an item was scanned)
     product_id: uuid.UUID | None
     custody: Custody | None = None
 
@@ -254,47 +253,12 @@ async def _replay(session: AsyncSession, actor: Actor, request: ScanRequest) -> 
     return {**scan.response, "replayed": True}
 
 
-async def _lock(session: AsyncSession, codes: Sequence[Code]) -> None:
-    """Row locks on the codes in one global order — pallets, then cases, then items, each by id — so
-    that scans naming a pallet, its cases or its bottles at once serialise without deadlocking."""
-    if session.get_bind().dialect.name != "postgresql" or not codes:
-        return
-    for level in (PALLET, CASE, ITEM):
-        ordered = sorted({c.id for c in codes if c.level == level})
-        for start in range(0, len(ordered), CHUNK):
-            await session.execute(
-                select(Code.id).where(Code.id.in_(ordered[start : start + CHUNK])).order_by(Code.id).with_for_update()
-            )
-
-
-async def _fresh(session: AsyncSession, ids: list[int]) -> dict[int, Code]:
-    found: dict[int, Code] = {}
-    for start in range(0, len(ids), CHUNK):
-        rows = await session.scalars(
-            select(Code).where(Code.id.in_(ids[start : start + CHUNK])).execution_options(populate_existing=True)
-        )
-        found.update({c.id: c for c in rows})
-    return found
-
-
-async def _children(session: AsyncSession, parent_ids: list[int]) -> list[Code]:
-    found: list[Code] = []
-    for start in range(0, len(parent_ids), CHUNK):
-        found.extend(
-            await session.scalars(
-                select(Code)
-                .where(Code.parent_id.in_(parent_ids[start : start + CHUNK]))
-                .order_by(Code.id)
-                .execution_options(populate_existing=True)
-            )
-        )
-    return found
-
-
-async def _expand(session: AsyncSession, tops: list[Code]) -> tuple[dict[int, list[Code]], list[Code]]:
+async def _expand(
+    session: AsyncSession, tops: list[moves.CodeRow]
+) -> tuple[dict[int, list[moves.CodeRow]], list[moves.CodeRow]]:
     """The items inside each scanned code (itself for an item) and every container in between."""
-    inside: dict[int, list[Code]] = {}
-    containers: list[Code] = []
+    inside: dict[int, list[moves.CodeRow]] = {}
+    containers: list[moves.CodeRow] = []
     owner: dict[int, int] = {}
     frontier = []
     for top in tops:
@@ -308,7 +272,7 @@ async def _expand(session: AsyncSession, tops: list[Code]) -> tuple[dict[int, li
         if not frontier:
             break
         next_frontier = []
-        for child in await _children(session, frontier):
+        for child in await moves.codes_inside(session, frontier):
             assert child.parent_id is not None
             top_id = owner[child.parent_id]
             if child.level == ITEM:
@@ -454,7 +418,7 @@ async def do_scan(session: AsyncSession, principal: Principal, crypto: Crypto, r
         raise ScanRaced() from exc
 
 
-async def _scanned_codes(session: AsyncSession, request: ScanRequest, refusals: Refusals) -> list[Code]:
+async def _scanned_codes(session: AsyncSession, request: ScanRequest, refusals: Refusals) -> list[moves.CodeRow]:
     """The codes the scan names, each once in the order first named; refused unless every text resolves
     (and, to open a case, every code is a case)."""
     texts = [t.strip() for t in request.codes if t and t.strip()]
@@ -463,7 +427,7 @@ async def _scanned_codes(session: AsyncSession, request: ScanRequest, refusals: 
     for problem in problems.problems:
         refusals.add(problem["code"], problem["reason"], problem["message"])
     refusals.raise_if_any()
-    tops: list[Code] = []
+    tops: list[moves.CodeRow] = []
     for text in texts:
         code = by_text[text]
         if all(code.id != t.id for t in tops):
@@ -477,15 +441,15 @@ async def _scanned_codes(session: AsyncSession, request: ScanRequest, refusals: 
 
 
 async def _lock_scanned(
-    session: AsyncSession, tops: list[Code], refusals: Refusals
-) -> tuple[list[Code], dict[int, list[Code]]]:
+    session: AsyncSession, tops: list[moves.CodeRow], refusals: Refusals
+) -> tuple[list[moves.CodeRow], dict[int, list[moves.CodeRow]]]:
     """Lock what was scanned and what is inside it in one global order, then read everything afresh:
     the scanned codes as they are now and the items inside each (refused when a code is listed inside
     another one scanned too)."""
     inside, containers = await _expand(session, tops)
     locked = [*tops, *containers, *(i for items in inside.values() for i in items)]
-    await _lock(session, locked)
-    fresh = await _fresh(session, [c.id for c in tops])
+    await moves.lock_codes(session, locked)
+    fresh = await moves.fresh_codes(session, [c.id for c in tops])
     tops = [fresh[c.id] for c in tops]
     top_ids = {c.id for c in tops}
     for code in tops:
@@ -497,7 +461,7 @@ async def _lock_scanned(
     held = {c.id for c in locked}
     late = [c for c in [*containers, *(i for items in inside.values() for i in items)] if c.id not in held]
     if late:  # packed in meanwhile (rare): lock those too
-        await _lock(session, late)
+        await moves.lock_codes(session, late)
     return tops, inside
 
 
@@ -517,8 +481,8 @@ async def _sort_items(
     actor: Actor,
     request: ScanRequest,
     destination: Store | None,
-    tops: list[Code],
-    inside: dict[int, list[Code]],
+    tops: list[moves.CodeRow],
+    inside: dict[int, list[moves.CodeRow]],
     refusals: Refusals,
 ) -> _Sorted:
     """Judge every scanned code and every item inside it; what may not take the step goes to `refusals`."""
@@ -553,7 +517,7 @@ async def _judge_empty(
     actor: Actor,
     action: str,
     destination: Store | None,
-    top: Code,
+    top: moves.CodeRow,
     sorted_: _Sorted,
     refusals: Refusals,
 ) -> None:
@@ -579,17 +543,13 @@ async def _judge_empty(
 
 
 async def _emptied_by_same_step(
-    session: AsyncSession, actor: Actor, action: str, destination: Store | None, container: Code
+    session: AsyncSession, actor: Actor, action: str, destination: Store | None, container: moves.CodeRow
 ) -> int | None:
     """The scan, if any, in which this partner took `action` for what a now empty case or pallet held
     — its cases or bottles were scanned one by one and so unpacked from it. Scanning the container
     afterwards (or at the same moment, from another phone) is then the same step again, not an error."""
-    unpacked = await session.scalars(
-        select(CodeEvent.data).where(
-            CodeEvent.parent_code_id == container.id, CodeEvent.kind == "unpack", CodeEvent.action == "DELETE"
-        )
-    )
-    scan_ids = {int(d["channel_scan"]) for d in unpacked if isinstance(d, dict) and d.get("channel_scan")}
+    unpacked = await codes_queries.unpack_data(session, container.id)
+    scan_ids = {int(d["channel_scan"]) for d in unpacked if d.get("channel_scan")}
     if not scan_ids:
         return None
     scans = await session.scalars(
@@ -646,7 +606,7 @@ def _places(action: str, actor: Actor, destination: Store | None) -> dict[str, A
     return {"biz_location": store}
 
 
-async def _record(
+def _record(
     session: AsyncSession,
     actor: Actor,
     when: datetime,
@@ -659,29 +619,22 @@ async def _record(
     parent_id: int | None = None,
     product_id: uuid.UUID | None = None,
     data: dict[str, Any],
-) -> CodeEvent:
-    first, last, explicit = code_custody.range_of(code_ids)
-    event = CodeEvent(
+) -> moves.CodeStepRow:
+    return moves.record_step(
+        session,
         tenant_id=actor.account.tenant_id,
+        when=when,
         kind=kind,
         action=action,
         biz_step=biz_step,
         disposition=disposition,
-        parent_code_id=parent_id,
-        code_first=first,
-        code_last=last,
-        code_ids=explicit,
-        quantity=len(code_ids),
+        code_ids=code_ids,
+        parent_id=parent_id,
         product_id=product_id,
-        event_time=when,
-        event_timezone="+08:00",
-        read_point=data.get("read_point_name"),
         actor_kind="partner",
-        actor_label=actor.label[:254],
+        actor_label=actor.label,
         data=data,
     )
-    session.add(event)
-    return event
 
 
 async def _set(session: AsyncSession, model: Any, column: Any, ids: list[int], values: dict[str, Any]) -> None:
@@ -707,8 +660,8 @@ async def _apply(
     actor: Actor,
     request: ScanRequest,
     destination: Store | None,
-    tops: list[Code],
-    inside: dict[int, list[Code]],
+    tops: list[moves.CodeRow],
+    inside: dict[int, list[moves.CodeRow]],
     items: list[_Item],
     already: int,
 ) -> dict[str, Any]:
@@ -758,10 +711,10 @@ class _Step:
     scan: ChannelScan
     now: datetime
     places: dict[str, Any]
-    events: list[CodeEvent] = field(default_factory=list)
+    events: list[moves.CodeStepRow] = field(default_factory=list)
 
     async def record(self, **kwargs: Any) -> None:
-        self.events.append(await _record(self.session, self.actor, self.now, **kwargs))
+        self.events.append(_record(self.session, self.actor, self.now, **kwargs))
 
 
 async def _new_scan(
@@ -769,7 +722,7 @@ async def _new_scan(
     actor: Actor,
     request: ScanRequest,
     destination: Store | None,
-    tops: list[Code],
+    tops: list[moves.CodeRow],
     items: list[_Item],
     device_hash: str | None,
     now: datetime,
@@ -801,14 +754,14 @@ async def _new_scan(
     return scan
 
 
-async def _detach(step: _Step, tops: list[Code], moving_tops: set[int]) -> None:
+async def _detach(step: _Step, tops: list[moves.CodeRow], moving_tops: set[int]) -> None:
     """A code taken out of a container that stays behind is unpacked from it first."""
     detached: dict[int, list[int]] = {}
     for top in tops:
         if top.parent_id is not None and top.id in moving_tops:
             detached.setdefault(top.parent_id, []).append(top.id)
     for parent_id, child_ids in detached.items():
-        await _set(step.session, Code, Code.id, child_ids, {"parent_id": None, "changed_at": step.now})
+        await moves.set_codes(step.session, child_ids, parent_id=None, changed_at=step.now)
         await step.record(
             kind="unpack",
             action="DELETE",
@@ -927,18 +880,18 @@ async def _move_custody(
 async def _set_states(
     step: _Step,
     action: str,
-    tops: list[Code],
+    tops: list[moves.CodeRow],
     tops_moving: list[int],
     items: list[_Item],
     product_id: uuid.UUID | None,
 ) -> None:
-    """Code states and the step's EPCIS event: the scanned codes take the step's state; sold items are
+    """moves.CodeRow states and the step's EPCIS event: the scanned codes take the step's state; sold items are
     sold; an opened case is empty (one unpack event per case)."""
     session, now = step.session, step.now
     ids = [i.code.id for i in items]
     if action == CASE_OPEN:
-        await _set(session, Code, Code.id, ids, {"parent_id": None, "state": IN_STORE, "changed_at": now})
-        await _set(session, Code, Code.id, tops_moving, {"state": OPENED, "changed_at": now})
+        await moves.set_codes(session, ids, parent_id=None, state=IN_STORE, changed_at=now)
+        await moves.set_codes(session, tops_moving, state=OPENED, changed_at=now)
         moving = set(tops_moving)
         for top in tops:
             if top.id not in moving:
@@ -954,9 +907,9 @@ async def _set_states(
                 data={**step.places, "channel_scan": step.scan.id, "case_open": True},
             )
         return
-    await _set(session, Code, Code.id, tops_moving, {"state": STATE_AFTER[action], "changed_at": now})
+    await moves.set_codes(session, tops_moving, state=STATE_AFTER[action], changed_at=now)
     if action == SALE:
-        await _set(session, Code, Code.id, ids, {"state": SOLD, "changed_at": now})
+        await moves.set_codes(session, ids, state=SOLD, changed_at=now)
     biz_step, disposition = BIZ[action]
     await step.record(
         kind={DEALER_RECEIVE: "receive", SHIP: "ship", STORE_RECEIVE: "receive", SALE: "sell"}[action],
@@ -973,7 +926,7 @@ def _response(
     scan: ChannelScan,
     action: str,
     now: datetime,
-    tops: list[Code],
+    tops: list[moves.CodeRow],
     items: list[_Item],
     already: int,
     destination: Store | None,

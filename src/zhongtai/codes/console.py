@@ -40,6 +40,7 @@ from zhongtai.codes.models import (
     PinKey,
 )
 from zhongtai.codes.permissions import CODES_EXPORT, CODES_EXPORT_PINS, CODES_READ, CODES_SETTINGS, CODES_WRITE
+from zhongtai.codes.states import LEVEL_LABELS, STATE_LABELS
 from zhongtai.core.errors import AppError, BadRequest
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, Origin, RuntimeDep, writes_on_get
@@ -61,19 +62,6 @@ STATUS_LABELS = {
     BATCH_EXPORTED: "Exported",
     BATCH_VOIDED: "Voided",
     BATCH_FAILED: "Failed",
-}
-LEVEL_LABELS = {"item": "Item", "case": "Case", "pallet": "Pallet"}
-STATE_LABELS = {
-    "generated": "Generated",
-    "commissioned": "Commissioned",
-    "packed": "Packed",
-    "shipped": "Shipped",
-    "received": "Received",
-    "in_store": "In store",
-    "sold": "Sold",
-    "opened": "Opened",
-    "voided": "Voided",
-    "decommissioned": "Decommissioned",
 }
 SCHEME_LABELS = {"serial": "Random serial (AI 21)", "sscc": "SSCC (AI 00)"}
 PART_SIZES = (1_000, 5_000, 10_000, 50_000, 100_000, 1_000_000)

@@ -33,3 +33,18 @@ BATCH_GENERATED = "generated"
 BATCH_EXPORTED = "exported"
 BATCH_VOIDED = "voided"
 BATCH_FAILED = "failed"
+
+# Words for screens (English source strings, translated by the i18n catalogs), by level and state name.
+LEVEL_LABELS = {"item": "Item", "case": "Case", "pallet": "Pallet"}
+STATE_LABELS = {
+    "generated": "Generated",
+    "commissioned": "Commissioned",
+    "packed": "Packed",
+    "shipped": "Shipped",
+    "received": "Received",
+    "in_store": "In store",
+    "sold": "Sold",
+    "opened": "Opened",
+    "voided": "Voided",
+    "decommissioned": "Decommissioned",
+}

@@ -26,9 +26,9 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.channel import queries as channel_queries
 from zhongtai.channel.events import DiversionPenalized
-from zhongtai.channel.models import Store
-from zhongtai.channel.scan_models import HOLDER_SOLD, HOLDER_STORE, Custody
+from zhongtai.channel.rules import HOLDER_SOLD, HOLDER_STORE
 from zhongtai.codes.events import ItemEvent
 from zhongtai.core import audit, sql, tenancy
 from zhongtai.core.clock import utcnow
@@ -174,13 +174,9 @@ async def _risk(
         and event.longitude is not None
         and ({"store", "guide"} & parties.keys())
     ):
-        store = (
-            await session.execute(
-                select(Store.latitude, Store.longitude).where(Store.tenant_id == tenant_id, Store.id == event.store_id)
-            )
-        ).first()
-        if store is not None and store[0] is not None and store[1] is not None:
-            km = distance_km(Point(store[0], store[1]), Point(event.latitude, event.longitude))
+        store = await channel_queries.store_location(session, tenant_id, event.store_id)
+        if store is not None:
+            km = distance_km(Point(*store), Point(event.latitude, event.longitude))
             if km > settings.store_distance_km:
                 for role in ("store", "guide"):
                     if role in parties:
@@ -336,22 +332,15 @@ async def _with_channel_parties(session: AsyncSession, event: ItemEvent) -> Item
     can pay all four. The producer's own party ids, when it gives them, win."""
     if event.dealer_id and event.store_id and event.guide_id:
         return event
-    held = (
-        await session.execute(
-            select(Custody.dealer_id, Custody.holder, Custody.store_id, Custody.guide_id).where(
-                Custody.tenant_id == event.tenant_id, Custody.code_id == event.code_id
-            )
-        )
-    ).first()
+    held = await channel_queries.custody_of(session, event.tenant_id, event.code_id)
     if held is None:
         return event
-    dealer_id, holder, store_id, guide_id = held
-    at_store = holder in (HOLDER_STORE, HOLDER_SOLD)
+    at_store = held.holder in (HOLDER_STORE, HOLDER_SOLD)
     return dataclasses.replace(
         event,
-        dealer_id=event.dealer_id or dealer_id,
-        store_id=event.store_id or (store_id if at_store else None),
-        guide_id=event.guide_id or (guide_id if at_store else None),
+        dealer_id=event.dealer_id or held.dealer_id,
+        store_id=event.store_id or (held.store_id if at_store else None),
+        guide_id=event.guide_id or (held.guide_id if at_store else None),
     )
 
 

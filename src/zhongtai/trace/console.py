@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from zhongtai.catalog.rules import display_gtin
-from zhongtai.codes.console import LEVEL_LABELS, STATE_LABELS
+from zhongtai.codes.states import LEVEL_LABELS, STATE_LABELS
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession

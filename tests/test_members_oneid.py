@@ -391,3 +391,21 @@ async def test_api_link_lookup_and_refusals(runtime: Runtime, client: httpx.Asyn
     denied = await client.post("/api/v1/members/link", json=body, headers={"x-csrf-token": csrf})
     assert denied.status_code == 403
     assert "members.write" in denied.text
+
+
+async def test_another_brand_cannot_see_or_undo(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    victim, attacker = await make_brand(runtime), await make_brand(runtime)
+    a = await link(runtime, victim, phone())
+    await link(runtime, victim, ident("wechat_unionid", "u-v"))
+    merged = await link(runtime, victim, phone(), ident("wechat_unionid", "u-v"))
+    async with runtime.db.read_session(tenant_id=victim.id) as session:
+        (merge,) = await oneid.merges_of(session, a.member.id)
+        merge_id = merge.id
+    token = await make_token(runtime, attacker)
+    shown = await client.get(f"/api/v1/members/{merged.member.id}", headers=bearer(token))
+    assert shown.status_code == 404
+    undo = await client.post(f"/api/v1/members/merges/{merge_id}/undo", json={"reason": "x"}, headers=bearer(token))
+    assert undo.status_code == 404
+    found = await client.get("/api/v1/members", params={"phone": PHONE}, headers=bearer(token))
+    assert found.json()["items"] == []
+    assert (await member_state(runtime, victim, a.member.id))[0] == "active"

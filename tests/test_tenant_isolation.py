@@ -54,6 +54,8 @@ from zhongtai.flashsale.models import FlashSale
 from zhongtai.ledger import service as ledger
 from zhongtai.lottery import service as lottery
 from zhongtai.lottery.models import LotteryEntry, LotterySession, LotteryStock
+from zhongtai.members import oneid
+from zhongtai.members.models import Member, MemberMerge
 from zhongtai.rewards import payouts
 from zhongtai.rewards import service as reward_service
 from zhongtai.rewards.models import FeePool, RewardGrant, RewardRule, Withdrawal
@@ -157,6 +159,8 @@ class Victim:
     reward_rule_id: uuid.UUID | None = None
     reward_grant_id: uuid.UUID | None = None
     payout_batch_id: uuid.UUID | None = None
+    member_id: uuid.UUID | None = None
+    merge_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -188,6 +192,8 @@ class Victim:
             "victim-pool",
             str(self.report_id),
             str(self.report_photo_id),
+            str(self.member_id),
+            str(self.merge_id),
             self.report_reference,
             str(self.order_id),
             str(self.payment_id),
@@ -233,6 +239,8 @@ PATH_VALUES: dict[str, Any] = {
     "rule_id": lambda v: v.reward_rule_id,
     "grant_id": lambda v: v.reward_grant_id,
     "payout_batch_id": lambda v: v.payout_batch_id,
+    "member_id": lambda v: v.member_id,
+    "merge_id": lambda v: v.merge_id,
     "scope": lambda v: v.product_id,
 }
 
@@ -273,6 +281,7 @@ VICTIM_DOCUMENT: dict[str, Any] = {
 # rather than a validation error.
 JSON_BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/users/{user_id}"): {"role": "viewer", "is_active": False},
+    ("POST", "/api/v1/members/merges/{merge_id}/undo"): {"reason": "hijacked"},
     ("PATCH", "/api/v1/catalog/products/{product_id}"): {"name": "hijacked"},
     ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
     ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},
@@ -492,7 +501,21 @@ async def _make_victim(runtime: Runtime) -> Victim:
         payment, _ = await payments.do_start_payment(session, provider, order, tenant_slug=brand.tenant.slug)
         victim.payment_id = payment.id
     await _victim_rewards(runtime, victim)
+    await _victim_members(runtime, victim)
     return victim
+
+
+async def _victim_members(runtime: Runtime, victim: Victim) -> None:
+    """Two members of the victim merged into one by a verified phone and unionid."""
+    actor = system_actor(victim.brand.id)
+    phone = oneid.IdentifierInput("phone", "13700001111", verified=True)
+    union = oneid.IdentifierInput("wechat_unionid", "victim-union", verified=True)
+    async with runtime.db.unit_of_work(tenant_id=victim.brand.id) as session:
+        first = await oneid.do_link(session, actor, runtime.crypto, identifiers=[phone], source="pos")
+        await oneid.do_link(session, actor, runtime.crypto, identifiers=[union], source="wechat")
+        await oneid.do_link(session, actor, runtime.crypto, identifiers=[phone, union], source="pos")
+        (merge,) = await oneid.merges_of(session, first.member.id)
+        victim.member_id, victim.merge_id = first.member.id, merge.id
 
 
 async def _victim_rewards(runtime: Runtime, victim: Victim) -> None:
@@ -594,6 +617,10 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             *sorted((await session.execute(select(RewardRule.name, RewardRule.is_active))).all()),
             *sorted((await session.execute(select(FeePool.code, FeePool.funded_fen, FeePool.is_active))).all()),
         ]
+        members = [
+            *sorted((await session.execute(select(Member.id, Member.status, Member.merged_into_id))).all()),
+            *sorted((await session.execute(select(MemberMerge.id, MemberMerge.undone_at))).all()),
+        ]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None
         ledger_report = await ledger.recompute_balances(session)
@@ -618,6 +645,7 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             "flash_sales": flash_sales,
             "active": tenant.is_active,
             "orders": orders,
+            "members": members,
         }
 
 

@@ -1,17 +1,32 @@
-"""Members REST API: a consumer verifies their real name; staff list verified members, masked."""
+"""Members REST API: a consumer verifies their real name; staff list verified members, masked, and
+link identifiers to members (OneID)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.core.errors import NotFound
 from zhongtai.core.principals import Principal
 from zhongtai.core.schemas import Paged
 from zhongtai.core.web import CurrentConsumer, DbSession, PageDep, RuntimeDep, rate_limit, require
-from zhongtai.members import service
-from zhongtai.members.permissions import MEMBERS_READ
+from zhongtai.members import oneid, service
+from zhongtai.members.models import Member
+from zhongtai.members.oneid_schemas import (
+    BlockedOut,
+    BlockIn,
+    LinkIn,
+    LinkOut,
+    MemberList,
+    MemberOut,
+    MergeOut,
+    SkippedOut,
+    UndoIn,
+)
+from zhongtai.members.permissions import MEMBERS_READ, MEMBERS_WRITE
 from zhongtai.members.schemas import IdentityOut, IdentitySubmit, IdentityVerifiedOut
 from zhongtai.members.verifier import verifier_for
 
@@ -61,3 +76,77 @@ async def list_identities(session: DbSession, _: MembersReader, page: PageDep) -
     rows, total = await service.list_identities(session, limit=page.per_page, offset=page.offset)
     today = service.today()
     return Paged(items=[IdentityOut.of(r, today) for r in rows], total=total, page=page.page, per_page=page.per_page)
+
+
+# --- OneID (declared after /members/identities so that path wins over /members/{member_id}) ---------
+
+MembersWriter = Annotated[Principal, Depends(require(MEMBERS_WRITE))]
+
+
+async def _member_out(session: AsyncSession, member: Member) -> MemberOut:
+    identifiers = await oneid.identifiers_of(session, member.id)
+    return MemberOut.of(member, identifiers, await oneid.merges_of(session, member.id))
+
+
+@router.post("/members/link", response_model=LinkOut)
+async def link_member(body: LinkIn, session: DbSession, principal: MembersWriter, runtime: RuntimeDep) -> LinkOut:
+    """Link identifiers (and profile values) to one member: create, attach or merge deterministically."""
+    profile = None
+    if body.profile is not None:
+        profile = oneid.ProfileInput(
+            name=body.profile.name,
+            birthday=body.profile.birthday,
+            gender=body.profile.gender,
+            city=body.profile.city,
+            verified=body.profile.verified,
+        )
+    linked = await oneid.do_link(
+        session,
+        principal,
+        runtime.crypto,
+        identifiers=[oneid.IdentifierInput(i.type, i.value, i.verified, i.app_id) for i in body.identifiers],
+        profile=profile,
+        source=body.source,
+        reason=body.reason,
+        observed_at=body.observed_at,
+    )
+    return LinkOut(
+        member=await _member_out(session, linked.member),
+        is_new=linked.is_new,
+        merged_member_ids=linked.merged_member_ids,
+        skipped=[SkippedOut(type=s.type, value_masked=s.value_masked, reason=s.reason) for s in linked.skipped],
+    )
+
+
+@router.get("/members", response_model=MemberList)
+async def find_members(
+    session: DbSession,
+    _: MembersReader,
+    runtime: RuntimeDep,
+    phone: Annotated[str, Query(min_length=1, max_length=40, description="exact phone number")],
+) -> MemberList:
+    """Exact look-up by phone, through its keyed hash (a marketplace hashed phone matches too)."""
+    found = await oneid.find_by_phone(session, runtime.crypto, phone)
+    return MemberList(items=[await _member_out(session, m) for m in found])
+
+
+@router.get("/members/{member_id}", response_model=MemberOut)
+async def get_member(member_id: uuid.UUID, session: DbSession, _: MembersReader) -> MemberOut:
+    return await _member_out(session, await oneid.get_member(session, member_id))
+
+
+@router.post("/members/merges/{merge_id}/undo", response_model=MergeOut)
+async def undo_merge(merge_id: uuid.UUID, body: UndoIn, session: DbSession, principal: MembersWriter) -> MergeOut:
+    """Undo a merge: both members as they were before it (undo later merges that build on it first)."""
+    return MergeOut.of(await oneid.do_unmerge(session, principal, merge_id, body.reason))
+
+
+@router.post("/members/blocked-identifiers", response_model=BlockedOut, status_code=201)
+async def block_identifier(
+    body: BlockIn, session: DbSession, principal: MembersWriter, runtime: RuntimeDep
+) -> BlockedOut:
+    """Never match or merge on this value (a store's counter phone, a test account)."""
+    row = await oneid.do_block_identifier(
+        session, principal, runtime.crypto, type=body.type, value=body.value, app_id=body.app_id, note=body.note
+    )
+    return BlockedOut(type=row.type, value_masked=row.value_masked, note=row.note, created_at=row.created_at)

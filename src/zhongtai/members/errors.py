@@ -28,3 +28,23 @@ class NotVerified(PermissionDenied):
 class UnderAge(PermissionDenied):
     code = "under_age"
     default_message = "You must be 18 or older to take part."
+
+
+class MergeRefused(Conflict):
+    code = "merge_refused"
+    default_message = "These members cannot be merged automatically; review them instead of merging."
+
+
+class CapReached(Conflict):
+    code = "identifier_cap_reached"
+    default_message = "This member already holds as many identifiers of this type as allowed."
+
+
+class LinkContended(Conflict):
+    code = "link_contended"
+    default_message = "These members changed at the same time as this request; send it again."
+
+
+class UnmergeRefused(Conflict):
+    code = "unmerge_refused"
+    default_message = "This merge cannot be undone now."

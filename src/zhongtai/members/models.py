@@ -1,16 +1,17 @@
-"""ORM model of a consumer's verified real-name identity."""
+"""ORM models of members: verified real-name identities and OneID (members, identifiers, merges)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Date, ForeignKey, String, UniqueConstraint, Uuid
+from sqlalchemy import Boolean, Date, ForeignKey, Index, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zhongtai.core.clock import utcnow
 from zhongtai.core.ids import new_id
-from zhongtai.core.models import Base
+from zhongtai.core.models import Base, JSONType
 from zhongtai.core.tenancy import TenantOwned
 
 
@@ -39,3 +40,86 @@ class MemberIdentity(TenantOwned, Base):
     verifier: Mapped[str] = mapped_column(String(40))
     verifier_reference: Mapped[str] = mapped_column(String(80))
     verified_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Member(TenantOwned, Base):
+    """One person of a brand (OneID). `status` is `active`, `merged` (into `merged_into_id`) or `erased`.
+
+    `profile` maps a field (name, birthday, gender, city) to its surviving value with its source,
+    `verified` flag and time; the name is kept encrypted with a masked copy.
+    """
+
+    __tablename__ = "members"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("members.id"), default=None)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemberIdentifier(TenantOwned, Base):
+    """An identifier of a member. `(tenant, type, value_hash)` is unique, so one identifier belongs to
+    one member even when two links race; the value is hashed with the installation's lookup key."""
+
+    __tablename__ = "member_identifiers"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "type", "value_hash"),
+        Index("ix_member_identifiers_member", "tenant_id", "member_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    type: Mapped[str] = mapped_column(String(30))
+    value_hash: Mapped[str] = mapped_column(String(64))
+    value_ciphertext: Mapped[str | None] = mapped_column(String(300), default=None)
+    value_masked: Mapped[str] = mapped_column(String(40))
+    app_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(20))
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemberMerge(TenantOwned, Base):
+    """A merge of `merged_id` into `survivor_id`, with what is needed to undo it."""
+
+    __tablename__ = "member_merges"
+    __table_args__ = (Index("ix_member_merges_members", "tenant_id", "survivor_id", "merged_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    survivor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    merged_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    actor_label: Mapped[str] = mapped_column(String(254))
+    reason: Mapped[str] = mapped_column(String(300))
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None] = mapped_column(default=None)
+    undone_by: Mapped[str | None] = mapped_column(String(254), default=None)
+    undo_reason: Mapped[str | None] = mapped_column(String(300), default=None)
+
+
+class MemberBlockedIdentifier(TenantOwned, Base):
+    """A value never used to match or merge (a store's counter phone, a test account), kept hashed."""
+
+    __tablename__ = "member_blocked_identifiers"
+    __table_args__ = (UniqueConstraint("tenant_id", "type", "value_hash"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    type: Mapped[str] = mapped_column(String(30))
+    value_hash: Mapped[str] = mapped_column(String(64))
+    value_masked: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemberOneIdSettings(TenantOwned, Base):
+    """A brand's own caps per identifier type, over the defaults (`oneid_rules.DEFAULT_CAPS`)."""
+
+    __tablename__ = "member_oneid_settings"
+    __table_args__ = (UniqueConstraint("tenant_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    caps: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

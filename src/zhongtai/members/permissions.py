@@ -7,3 +7,6 @@ from zhongtai.core.permissions import MANAGERS, Role, register_permission
 MEMBERS_READ = register_permission(
     "members.read", "See verified members (names and ID numbers masked)", MANAGERS | {Role.OPERATOR, Role.AUDITOR}
 )
+MEMBERS_WRITE = register_permission(
+    "members.write", "Link identifiers to members, undo merges and block identifier values", MANAGERS | {Role.OPERATOR}
+)

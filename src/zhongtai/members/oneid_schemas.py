@@ -1,0 +1,160 @@
+"""Request and response models of OneID. Every identifier and the name are answered masked."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from zhongtai.core.schemas import RequestBody
+from zhongtai.members import oneid
+from zhongtai.members.models import Member, MemberIdentifier, MemberMerge
+
+
+class IdentifierIn(RequestBody):
+    type: str = Field(min_length=1, max_length=40, description="phone, wechat_unionid, wechat_openid, …")
+    value: str = Field(min_length=1, max_length=200)
+    verified: bool = False
+    app_id: str | None = Field(default=None, max_length=128, description="the WeChat app of an openid")
+
+
+class ProfileIn(RequestBody):
+    name: str | None = Field(default=None, max_length=80)
+    birthday: date | None = None
+    gender: str | None = Field(default=None, max_length=10)
+    city: str | None = Field(default=None, max_length=80)
+    verified: bool = False
+
+
+class LinkIn(RequestBody):
+    identifiers: list[IdentifierIn] = Field(min_length=1, max_length=oneid.MAX_IDENTIFIERS_PER_LINK)
+    profile: ProfileIn | None = None
+    source: str = Field(min_length=1, max_length=20, description="console, pos, app, wechat, alipay, …")
+    reason: str = Field(default="", max_length=300)
+    observed_at: datetime | None = None
+
+
+class UndoIn(RequestBody):
+    reason: str = Field(min_length=1, max_length=300)
+
+
+class BlockIn(RequestBody):
+    type: str = Field(min_length=1, max_length=40)
+    value: str = Field(min_length=1, max_length=200)
+    app_id: str | None = Field(default=None, max_length=128)
+    note: str = Field(default="", max_length=200)
+
+
+class IdentifierOut(BaseModel):
+    type: str
+    value_masked: str
+    app_id: str | None
+    verified: bool
+    source: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+    @classmethod
+    def of(cls, row: MemberIdentifier) -> IdentifierOut:
+        return cls(
+            type=row.type,
+            value_masked=row.value_masked,
+            app_id=row.app_id,
+            verified=row.verified,
+            source=row.source,
+            first_seen_at=row.first_seen_at,
+            last_seen_at=row.last_seen_at,
+        )
+
+
+class ProfileValueOut(BaseModel):
+    value: str
+    source: str
+    verified: bool
+    at: datetime
+
+
+class MergeOut(BaseModel):
+    id: uuid.UUID
+    survivor_id: uuid.UUID
+    merged_id: uuid.UUID
+    actor_label: str
+    reason: str
+    created_at: datetime
+    identifiers_moved: list[dict[str, Any]]
+    undone_at: datetime | None
+    undone_by: str | None
+    undo_reason: str | None
+
+    @classmethod
+    def of(cls, row: MemberMerge) -> MergeOut:
+        moved = [{"type": i["type"], "value_masked": i["value_masked"]} for i in row.snapshot.get("identifiers", [])]
+        return cls(
+            id=row.id,
+            survivor_id=row.survivor_id,
+            merged_id=row.merged_id,
+            actor_label=row.actor_label,
+            reason=row.reason,
+            created_at=row.created_at,
+            identifiers_moved=moved,
+            undone_at=row.undone_at,
+            undone_by=row.undone_by,
+            undo_reason=row.undo_reason,
+        )
+
+
+class MemberOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    merged_into_id: uuid.UUID | None
+    created_at: datetime
+    profile: dict[str, ProfileValueOut]
+    identifiers: list[IdentifierOut]
+    merges: list[MergeOut]
+
+    @classmethod
+    def of(cls, member: Member, identifiers: list[MemberIdentifier], merges: list[MemberMerge]) -> MemberOut:
+        profile = {
+            name: ProfileValueOut(
+                value=entry["masked"] if name == "name" else entry["value"],
+                source=entry["source"],
+                verified=entry["verified"],
+                at=entry["at"],
+            )
+            for name, entry in member.profile.items()
+        }
+        return cls(
+            id=member.id,
+            status=member.status,
+            merged_into_id=member.merged_into_id,
+            created_at=member.created_at,
+            profile=profile,
+            identifiers=[IdentifierOut.of(i) for i in identifiers],
+            merges=[MergeOut.of(m) for m in merges],
+        )
+
+
+class SkippedOut(BaseModel):
+    type: str
+    value_masked: str
+    reason: str
+
+
+class LinkOut(BaseModel):
+    member: MemberOut
+    is_new: bool
+    merged_member_ids: list[uuid.UUID]
+    skipped: list[SkippedOut]
+
+
+class MemberList(BaseModel):
+    items: list[MemberOut]
+
+
+class BlockedOut(BaseModel):
+    type: str
+    value_masked: str
+    note: str
+    created_at: datetime

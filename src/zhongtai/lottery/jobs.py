@@ -11,14 +11,12 @@ from sqlalchemy import select
 from zhongtai.core.clock import utcnow
 from zhongtai.core.consumers import PHONE_PURPOSE
 from zhongtai.core.crypto import Crypto
-from zhongtai.core.domain_events import subscribe
 from zhongtai.core.jobs import JobContext, enqueue, job_handler
 from zhongtai.core.models import Consumer, Tenant
 from zhongtai.core.settings import Settings
 from zhongtai.core.sms import SandboxSmsSender
 from zhongtai.lottery import service
 from zhongtai.lottery.models import WIN_PENDING_PAYMENT, LotterySession, LotteryWin
-from zhongtai.sales.events import OrderExpired, OrderPaid
 
 CHINA = timezone(timedelta(hours=8))  # members read the deadline in China Standard Time, not the server's zone
 
@@ -73,6 +71,3 @@ async def forfeit_unpaid(ctx: JobContext) -> None:
         delay = max(1.0, (pending - utcnow()).total_seconds() + 1)
         await enqueue(ctx.session, service.FORFEIT_TOPIC, ctx.payload, delay_seconds=delay)
 
-
-subscribe(OrderPaid, "lottery.win_paid", service.on_order_paid)
-subscribe(OrderExpired, "lottery.win_forfeited", service.on_order_expired)

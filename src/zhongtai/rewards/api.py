@@ -20,6 +20,7 @@ from zhongtai.core.errors import PermissionDenied, ValidationFailed
 from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.schemas import Paged
 from zhongtai.core.web import (
+    writes_on_get,
     CurrentConsumer,
     CurrentPrincipal,
     DbSession,
@@ -543,6 +544,7 @@ async def batch_withdrawals(payout_batch_id: uuid.UUID, session: DbSession, _: R
 
 
 @router.get("/batches/{payout_batch_id}/export.csv")
+@writes_on_get
 async def export_batch(payout_batch_id: uuid.UUID, session: DbSession, runtime: RuntimeDep, actor: Payer) -> Response:
     """The batch for the bank or payment platform: full payee accounts, so the export is audited."""
     text = await payouts.export_csv(session, actor, runtime.crypto, payout_batch_id)

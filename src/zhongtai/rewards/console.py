@@ -16,7 +16,7 @@ from zhongtai.catalog import queries as catalog_queries
 from zhongtai.codes.events import ITEM_STEPS as REWARD_KINDS
 from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal
-from zhongtai.core.web import DbSession, RuntimeDep
+from zhongtai.core.web import DbSession, RuntimeDep, writes_on_get
 from zhongtai.kit.page_deps import require_page
 from zhongtai.kit.rendering import (
     error_field,
@@ -516,6 +516,7 @@ async def batch_page(request: Request, payout_batch_id: uuid.UUID, session: DbSe
 
 
 @router.get("/payouts/{payout_batch_id}/export.csv")
+@writes_on_get
 async def export_batch(
     request: Request, payout_batch_id: uuid.UUID, session: DbSession, runtime: RuntimeDep, principal: Payer
 ) -> Response:

@@ -70,4 +70,3 @@ async def forfeit_unpaid(ctx: JobContext) -> None:
     if pending is not None:  # a deadline still ahead (e.g. the job ran early): look again then
         delay = max(1.0, (pending - utcnow()).total_seconds() + 1)
         await enqueue(ctx.session, service.FORFEIT_TOPIC, ctx.payload, delay_seconds=delay)
-

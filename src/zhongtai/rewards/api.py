@@ -20,7 +20,6 @@ from zhongtai.core.errors import PermissionDenied, ValidationFailed
 from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.schemas import Paged
 from zhongtai.core.web import (
-    writes_on_get,
     CurrentConsumer,
     CurrentPrincipal,
     DbSession,
@@ -29,6 +28,7 @@ from zhongtai.core.web import (
     client_ip,
     rate_limit,
     require,
+    writes_on_get,
 )
 from zhongtai.rewards import grants, payouts, rules, service
 from zhongtai.rewards.models import (

@@ -17,7 +17,7 @@ from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import new_token, sha256_hex
 from zhongtai.core.db import write_after
-from zhongtai.core.errors import BadRequest, Conflict, NotFound, PermissionDenied, ValidationFailed
+from zhongtai.core.errors import BadRequest, Conflict, NotFound, PermissionDenied, Unauthenticated, ValidationFailed
 from zhongtai.core.models import PLATFORM_TENANT_ID, ApiToken, ConsoleSession, Tenant, User
 from zhongtai.core.passwords import hash_password, password_problem
 from zhongtai.core.permissions import PERMISSIONS, Role, assignable_roles, permissions_for_role
@@ -332,6 +332,9 @@ async def do_create_token(
     checked = check_scopes(actor, scopes)
     if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
         raise ValidationFailed("A token expires after 1 to 3650 days, or never.", field="expires_in_days")
+    creator_id = actor.id if actor.kind is PrincipalKind.OPERATOR else None
+    if actor.kind is PrincipalKind.TOKEN:  # a token's token acts for the same operator
+        creator_id = await session.scalar(select(ApiToken.created_by_id).where(ApiToken.id == actor.id))
     secret = new_token(API_TOKEN_PREFIX)
     token = ApiToken(
         tenant_id=actor.tenant_id,
@@ -339,7 +342,7 @@ async def do_create_token(
         prefix=secret[:10],
         token_hash=sha256_hex(secret),
         scopes=checked,
-        created_by_id=actor.id if actor.kind is PrincipalKind.OPERATOR else None,
+        created_by_id=creator_id,
         expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
     )
     session.add(token)
@@ -389,20 +392,32 @@ async def do_revoke_token(
 
 
 async def authenticate_token(session: AsyncSession, secret: str, *, ip: str | None) -> Principal | None:
-    """Resolve a bearer token to its principal. The session is unscoped until the tenant is known."""
+    """Resolve a bearer token to its principal. The session is unscoped until the tenant is known.
+
+    A token acts for the operator who created it: its permissions are its scopes that the creator's
+    current role still grants, and it is suspended (401) while the creator is disabled. Tokens
+    created by the platform itself (no creator) keep their scopes. Token, brand and creator are read
+    in one statement."""
     tenancy.scope_all_tenants(session)
     row = await session.execute(
-        select(ApiToken, Tenant)
+        select(ApiToken, Tenant, User.role, User.is_active)
         .join(Tenant, Tenant.id == ApiToken.tenant_id)
+        .outerjoin(User, User.id == ApiToken.created_by_id)
         .where(ApiToken.token_hash == sha256_hex(secret))
     )
     found = row.first()
     if found is None:
         return None
-    token, tenant = found
+    token, tenant, creator_role, creator_active = found
     now = utcnow()
     if token.revoked_at is not None or (token.expires_at and token.expires_at <= now) or not tenant.is_active:
         return None
+    if token.created_by_id is not None and not creator_active:
+        raise Unauthenticated(
+            "This API token is suspended: the operator who created it is disabled. "
+            "It works again when they are enabled; or create a new token.",
+            reason="creator_disabled",
+        )
     if token.last_used_at is None or now - token.last_used_at > TOKEN_LAST_USED_RESOLUTION:
         # Recorded at minute resolution so that a busy integration does not write on every request.
         await write_after(
@@ -412,16 +427,19 @@ async def authenticate_token(session: AsyncSession, secret: str, *, ip: str | No
             .values(last_used_at=now, last_used_ip=ip)
             .execution_options(synchronize_session=False),
         )
+    permissions = frozenset(
+        scope
+        for scope in token.scopes
+        if scope in PERMISSIONS and (tenant.is_platform or not PERMISSIONS[scope].platform_only)
+    )
+    if token.created_by_id is not None:
+        permissions &= permissions_for_role(creator_role, is_platform_tenant=tenant.is_platform)
     return Principal(
         kind=PrincipalKind.TOKEN,
         id=token.id,
         tenant_id=token.tenant_id,
         label=f"token:{token.name}",
-        permissions=frozenset(
-            scope
-            for scope in token.scopes
-            if scope in PERMISSIONS and (tenant.is_platform or not PERMISSIONS[scope].platform_only)
-        ),
+        permissions=permissions,
         is_platform=tenant.is_platform,
     )
 

@@ -55,6 +55,13 @@ def check_document(document: Any) -> list[dict[str, Any]]:
             f"The document holds {len(event_list)} events; at most {CAPTURE_LIMIT} are accepted per capture.",
             capture_limit=CAPTURE_LIMIT,
         )
+    too_long = [
+        problem
+        for position, event in enumerate(event_list)
+        for problem in events.long_identifiers(event, _event_pointer(document, position))
+    ]
+    if too_long:
+        raise validation_error(too_long[: epcis_schema.MAX_PROBLEMS])
     return event_list
 
 

@@ -6,7 +6,6 @@ bindings' `epcisException:…` type, including authentication and permission ref
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -16,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from zhongtai.core import jsonsafe
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import AppError, CrossTenantAccess, NotFound, PermissionDenied, Unauthenticated
 from zhongtai.core.principals import Principal
@@ -36,6 +36,8 @@ from zhongtai.trace.permissions import TRACE_CAPTURE, TRACE_READ
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 VERSION_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
 PROBLEM_JSON = "application/problem+json"
+# Arrays and objects inside one another in a captured document (an event sits at depth 3, its ilmd at 4).
+MAX_DEPTH = jsonsafe.MAX_DEPTH
 
 
 def problem(error: AppError) -> JSONResponse:
@@ -109,11 +111,23 @@ async def _json_body(request: Request) -> Any:
             file_size_limit=capture.CAPTURE_FILE_SIZE_LIMIT,
         )
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return jsonsafe.loads(raw, max_depth=MAX_DEPTH)
+    except jsonsafe.JsonRefused as exc:
+        raise EpcisValidationError(
+            f"{exc.pointer or '/'}: {exc.message}.", errors=[{"pointer": exc.pointer, "message": exc.message}]
+        ) from None
+    except ValueError as exc:  # not JSON, or not UTF-8
         raise EpcisValidationError(
             f"The body is not JSON: {exc}.", errors=[{"pointer": "", "message": str(exc)}]
         ) from None
+
+
+def _document_response(content: Any, headers: dict[str, str]) -> JSONResponse:
+    """A query answer; a non-finite number stored before capture refused them is sent as its text."""
+    try:
+        return JSONResponse(content, headers=headers)
+    except ValueError:
+        return JSONResponse(jsonsafe.echo_safe(content), headers=headers)
 
 
 @router.options("/capture", status_code=204)
@@ -188,7 +202,7 @@ async def capture_event(request: Request, session: DbSession, actor: Capturer) -
             "POST /epcis/events takes a single event; send documents to /epcis/capture.",
             errors=[{"pointer": "/type", "message": "must be an EPCIS event type"}],
         )
-    problems = epcis_schema.validate(event)
+    problems = events.long_identifiers(event, "") or epcis_schema.validate(event)
     if problems:
         raise capture.validation_error(problems)
     try:
@@ -249,7 +263,7 @@ async def _events_response(
         if not any(k == "perPage" for k, _ in kept):
             kept.append(("perPage", str(parsed.per_page)))
         headers["Link"] = f'<{request.url.path}?{urlencode([*kept, ("nextPageToken", token)])}>; rel="next"'
-    return JSONResponse(_query_document(rows), headers=headers)
+    return _document_response(_query_document(rows), headers)
 
 
 @router.get("/events")
@@ -263,7 +277,7 @@ async def get_event(eventID: str, session: DbSession, actor: Reader) -> Response
     row = await query.get_event(session, actor.tenant_id, eventID)
     if row is None:
         raise NoSuchResource(f"No event {eventID}.")
-    return JSONResponse(_query_document([row]), headers=VERSION_HEADERS)
+    return _document_response(_query_document([row]), dict(VERSION_HEADERS))
 
 
 def _per_resource(parameter: str) -> Callable[..., Coroutine[Any, Any, Response]]:

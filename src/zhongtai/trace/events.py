@@ -196,6 +196,31 @@ def extra_context(context: Any) -> list[Any] | None:
     return extra or None
 
 
+MAX_IDENTIFIER_LENGTH = 512  # characters of an EPC, EPC class or location as sent
+
+
+def long_identifiers(event: dict[str, Any], pointer: str) -> list[Problem]:
+    """The identifiers of an event longer than MAX_IDENTIFIER_LENGTH, located (refused before capture)."""
+    found: list[tuple[str, Any]] = [(f"{pointer}/parentID", event.get("parentID"))]
+    for name, _ in _EPC_FIELDS:
+        values = event.get(name)
+        found.extend((f"{pointer}/{name}/{i}", v) for i, v in enumerate(values if isinstance(values, list) else []))
+    for name, _ in _CLASS_FIELDS:
+        values = event.get(name)
+        for i, element in enumerate(values if isinstance(values, list) else []):
+            if isinstance(element, dict):
+                found.append((f"{pointer}/{name}/{i}/epcClass", element.get("epcClass")))
+    for name in ("readPoint", "bizLocation"):
+        place = event.get(name)
+        if isinstance(place, dict):
+            found.append((f"{pointer}/{name}/id", place.get("id")))
+    return [
+        Problem(where, f"an identifier has at most {MAX_IDENTIFIER_LENGTH} characters, not {len(value)}")
+        for where, value in found
+        if isinstance(value, str) and len(value) > MAX_IDENTIFIER_LENGTH
+    ]
+
+
 def _canonical(value: Any, pointer: str) -> str:
     try:
         return normalize_epc(str(value))

@@ -29,10 +29,10 @@ from zhongtai.codes import api as codes_api
 from zhongtai.codes import console as codes_console
 from zhongtai.codes import generation as _codes_jobs  # noqa: F401 - registers the generation job
 from zhongtai.core import api as core_api
-from zhongtai.core import health
+from zhongtai.core import health, jsonsafe
 from zhongtai.core.errors import AppError, CrossTenantAccess, HttpError, ValidationFailed
 from zhongtai.core.logs import configure_logging, request_id_var
-from zhongtai.core.middleware import RequestContextMiddleware
+from zhongtai.core.middleware import BodyLimitMiddleware, RequestContextMiddleware, internal_error
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
 from zhongtai.flashsale import api as flashsale_api
@@ -85,7 +85,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = (
             {"retry-after": str(error.data["retry_after_seconds"])} if "retry_after_seconds" in error.data else None
         )
-        return JSONResponse(error.to_dict(), status_code=error.status_code, headers=headers)
+        body = error.to_dict()
+        try:
+            return JSONResponse(body, status_code=error.status_code, headers=headers)
+        except ValueError:  # the error quotes a value JSON cannot carry (NaN, an unpaired surrogate)
+            return JSONResponse(jsonsafe.echo_safe(body), status_code=error.status_code, headers=headers)
 
     @app.exception_handler(AppError)
     async def on_app_error(request: Request, exc: AppError) -> Response:
@@ -108,14 +112,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})
-        return JSONResponse(
-            {
-                "error": "internal_error",
-                "detail": "Internal error; the request id identifies it in the logs.",
-                "data": {"request_id": request_id_var.get()},
-            },
-            status_code=500,
-        )
+        return JSONResponse(internal_error(request_id_var.get()), status_code=500)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -133,6 +130,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is not None:
         app.state.runtime = runtime
     _install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)  # inside the request context: its refusals carry the request id
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(FlashSaleFastPath)  # outermost: buys skip the rest of the stack
     _include_api_routers(app)

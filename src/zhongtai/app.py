@@ -81,7 +81,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         if _wants_html(request):
             from zhongtai.console.pages import render_error_page
 
-            return await render_error_page(request, error)
+            page = await render_error_page(request, error)
+            if "retry_after_seconds" in error.data:
+                page.headers["retry-after"] = str(error.data["retry_after_seconds"])
+            return page
         headers = (
             {"retry-after": str(error.data["retry_after_seconds"])} if "retry_after_seconds" in error.data else None
         )

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from zhongtai.console import admin_pages, ops_pages
 from zhongtai.core import jobs, signin
 from zhongtai.core.crypto import constant_time_equals
-from zhongtai.core.errors import AppError, CsrfFailed, Unauthenticated
+from zhongtai.core.errors import AppError, CsrfFailed, RateLimited, Unauthenticated
 from zhongtai.core.principals import PrincipalKind
 from zhongtai.core.web import DbSession, MaybePrincipal, Origin, RuntimeDep
 from zhongtai.i18n import LOCALE_COOKIE, LOCALES
@@ -94,6 +94,8 @@ async def login_submit(
             status_code=exc.status_code,
         )
         response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/console/login")
+        if isinstance(exc, RateLimited):
+            response.headers["retry-after"] = str(exc.retry_after)
         return response
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(

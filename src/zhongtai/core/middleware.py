@@ -26,6 +26,17 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+# HTML pages load scripts only from /static (no inline script, no eval); inline styles stay allowed
+# (style attributes for bars and indents, htmx's indicator styles).
+PAGE_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        b"object-src 'none'; base-uri 'self'; frame-ancestors 'none'",
+    ),
+    (b"permissions-policy", b"camera=(self), geolocation=(self), microphone=(), payment=(), usb=()"),
+]
+CONSOLE_PREFIX = "/console"
 
 
 class RequestContextMiddleware:
@@ -50,6 +61,11 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(SECURITY_HEADERS)
+                if any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                    headers.extend(PAGE_HEADERS)
+                if scope["path"].startswith(CONSOLE_PREFIX):  # operators' pages: never kept by a browser or proxy
+                    headers = [(k, v) for k, v in headers if k != b"cache-control"]
+                    headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)
 

@@ -294,3 +294,56 @@ async def test_rewards_are_paid_and_a_penalty_deducted_through_the_rewards_modul
     answer = penalty.json()["penalty_results"]["rewards"]
     assert (answer["deducted_fen"], answer["shortfall_fen"]) == (1000, 0)  # of the 1,200 fen earned
     assert answer["entry_id"] is not None
+
+
+@pytest.mark.parametrize("decision", ["dismissed", "confirmed"])
+async def test_what_a_diverted_scan_earns_waits_for_the_alerts_outcome(
+    client: httpx.AsyncClient, runtime: Runtime, decision: str
+) -> None:
+    """A store receiving goods its dealer does not supply raises a high alert; the store's rewards of
+    that scan are held ("diversion"), then released to its wallet when the alert is dismissed, or
+    returned to the pool when it is confirmed — once, whatever the operator does next."""
+    from tests.ledger_factories import assert_books_balance
+    from tests.rewards_factories import balance, make_pool, make_rule
+    from zhongtai.rewards import service as rewards_service
+
+    world = await make_world(client, runtime)
+    brand_id = world.line.brand.id
+    pool = await make_pool(runtime, brand_id, funded=100_000)
+    await make_rule(runtime, brand_id, pool, kind="store_receive", role="store", amount_fen=100)
+    await scan(client, world, "dealer1", "dealer_receive", [world.cases[2]])
+    await scan(client, world, "dealer1", "ship", [world.cases[2]], to_store_id=world.ids["s2"]["id"])
+    got = await scan(
+        client, world, "store2", "store_receive", [world.cases[2]], latitude=BEIJING[0], longitude=BEIJING[1]
+    )
+    grants = [g for entry in got["rewards"] for g in entry["results"]["rewards"]]
+    assert [(g["role"], g["amount_fen"], g["status"], g["holds"]) for g in grants] == [
+        ("store", 100, "held", ["diversion"])
+    ] * 6
+    (alert,) = await _alerts(client, world, status="open")
+    assert alert["kind"] == "foreign_store"
+    store_wallet = f"wallet:store:{world.ids['s2']['id']}"
+    pool_key = rewards_service.pool_key(pool.id)
+    assert await balance(runtime, brand_id, store_wallet) == 0
+    assert await balance(runtime, brand_id, pool_key) == 100_000 - 600
+
+    path = f"{API}/diversion/alerts/{alert['id']}/status"
+    body = {"status": decision, "note": "门店证明为调拨" if decision == "dismissed" else "窜货属实"}
+    decided = await client.post(path, json=body, headers=world.line.auth)
+    assert decided.status_code == 200, decided.text
+    if decision == "dismissed":
+        assert await balance(runtime, brand_id, store_wallet) == 600
+        assert await balance(runtime, brand_id, pool_key) == 100_000 - 600
+    else:
+        assert await balance(runtime, brand_id, store_wallet) == 0
+        assert await balance(runtime, brand_id, pool_key) == 100_000
+    queue = await client.get("/api/v1/rewards/review", headers=world.line.auth)
+    assert queue.status_code == 200, queue.text
+    assert queue.json()["total"] == 0
+    if decision == "confirmed":  # a later penalty does not touch the rejected rewards again
+        penalty = await client.post(
+            path, json={"status": "penalized", "penalty_amount": 100, "note": "窜货"}, headers=world.line.auth
+        )
+        assert penalty.status_code == 200, penalty.text
+        assert await balance(runtime, brand_id, pool_key) == 100_000
+    await assert_books_balance(runtime, brand_id)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from zhongtai import domains
-from zhongtai.channel.events import DiversionPenalized
+from zhongtai.channel.events import DiversionPenalized, DiversionResolved
 from zhongtai.codes.events import ItemEvent
 from zhongtai.core import domain_events as de
 from zhongtai.kit import panels
@@ -93,7 +93,7 @@ async def test_the_platforms_events_need_a_subscriber() -> None:
     )
     with pytest.raises(de.NoSubscriber):
         await de.publish(None, item)  # type: ignore[arg-type]
-    for event_type in (ItemEvent, DiversionPenalized, OrderExpired, OrderPaid):
+    for event_type in (ItemEvent, DiversionPenalized, DiversionResolved, OrderExpired, OrderPaid):
         assert getattr(event_type, de.REQUIRED_ATTRIBUTE) is True
 
 
@@ -102,6 +102,7 @@ def test_wire_registers_every_subscriber_and_panel_once() -> None:
     domains.wire()  # again: replaces, never doubles
     assert de.subscriber_names(ItemEvent) == ["rewards"]
     assert de.subscriber_names(DiversionPenalized) == ["rewards"]
+    assert de.subscriber_names(DiversionResolved) == ["rewards"]
     assert sorted(de.subscriber_names(OrderExpired)) == ["flashsale.return_stock", "lottery.win_forfeited"]
     assert de.subscriber_names(OrderPaid) == ["lottery.win_paid"]
     assert panels.panel_names("authenticity.scan_page") == ["rewards"]

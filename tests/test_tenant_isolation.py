@@ -241,6 +241,7 @@ PATH_VALUES: dict[str, Any] = {
     "payout_batch_id": lambda v: v.payout_batch_id,
     "member_id": lambda v: v.member_id,
     "merge_id": lambda v: v.merge_id,
+    "purpose": lambda v: "marketing_messages",
     "scope": lambda v: v.product_id,
 }
 
@@ -282,6 +283,9 @@ VICTIM_DOCUMENT: dict[str, Any] = {
 JSON_BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/users/{user_id}"): {"role": "viewer", "is_active": False},
     ("POST", "/api/v1/members/merges/{merge_id}/undo"): {"reason": "hijacked"},
+    ("PUT", "/api/v1/members/{member_id}/consents/{purpose}"): {"granted": True, "text_version": "hijacked"},
+    ("PUT", "/api/v1/consumer/members/me/consents/{purpose}"): {"granted": True, "text_version": "hijacked"},
+    ("POST", "/api/v1/members/{member_id}/erase"): {"reason": "hijacked"},
     ("PATCH", "/api/v1/catalog/products/{product_id}"): {"name": "hijacked"},
     ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
     ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},

@@ -53,12 +53,13 @@ def wire() -> None:
     |--------------------------------------|----------------------------|-------------------------------------------|
     | codes.events.ItemEvent               | rewards                    | pays the parties of a step (exactly once) |
     | channel.events.DiversionPenalized    | rewards                    | deducts the penalty from the dealer       |
+    | channel.events.DiversionResolved     | rewards                    | rejects or releases what the scan held    |
     | sales.events.OrderExpired            | flashsale.return_stock     | puts an unpaid buy's stock back on sale   |
     | sales.events.OrderExpired            | lottery.win_forfeited      | forfeits an unpaid win                    |
     | sales.events.OrderPaid               | lottery.win_paid           | marks a win paid                          |
     """
     from zhongtai.authenticity.panels import SCAN_PAGE
-    from zhongtai.channel.events import DiversionPenalized
+    from zhongtai.channel.events import DiversionPenalized, DiversionResolved
     from zhongtai.codes.events import ItemEvent
     from zhongtai.core.domain_events import subscribe
     from zhongtai.flashsale import service as flashsale
@@ -70,6 +71,7 @@ def wire() -> None:
 
     subscribe(ItemEvent, rewards.SUBSCRIBER, rewards.on_item_event)
     subscribe(DiversionPenalized, rewards.SUBSCRIBER, rewards.on_diversion_penalized)
+    subscribe(DiversionResolved, rewards.SUBSCRIBER, rewards.on_diversion_resolved)
     subscribe(OrderExpired, "flashsale.return_stock", flashsale.on_order_expired)
     subscribe(OrderExpired, "lottery.win_forfeited", lottery.on_order_expired)
     subscribe(OrderPaid, "lottery.win_paid", lottery.on_order_paid)

@@ -32,7 +32,7 @@ from zhongtai import geo
 from zhongtai.authenticity import queries as authenticity_queries
 from zhongtai.channel import places
 from zhongtai.channel.actor import Actor
-from zhongtai.channel.events import DiversionPenalized
+from zhongtai.channel.events import DiversionPenalized, DiversionResolved
 from zhongtai.channel.models import Dealer, Store
 from zhongtai.channel.scan_models import (
     ALERT_CONFIRMED,
@@ -450,6 +450,20 @@ async def do_transition(
     alert.updated_at = utcnow()
     if note:
         alert.note = note
+    if to in (ALERT_CONFIRMED, ALERT_DISMISSED) and isinstance(alert.evidence.get("scan_id"), int):
+        # What the scan earned was held for this decision (rewards' risk hold "diversion").
+        results = await publish(
+            session,
+            DiversionResolved(
+                tenant_id=alert.tenant_id,
+                alert_id=alert.id,
+                scan_ref=f"channel-scan:{alert.evidence['scan_id']}",
+                upheld=to == ALERT_CONFIRMED,
+                decided_by=actor.label,
+                occurred_at=alert.updated_at,
+                source_ref=f"diversion-resolved:{alert.id}",
+            ),
+        )
     if to == ALERT_PENALIZED:
         results = await publish(
             session,

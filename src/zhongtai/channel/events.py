@@ -23,3 +23,20 @@ class DiversionPenalized:
     reason: str
     occurred_at: datetime
     source_ref: str
+
+
+@requires_subscriber
+@dataclass(frozen=True)
+class DiversionResolved:
+    """An operator decided a diversion alert raised by a channel scan: `upheld` (confirmed) or not
+    (dismissed). What the scan earned was held for this decision (`scan_ref` is the scan's
+    "channel-scan:{id}"); subscribers reject it when upheld and release it when dismissed, once —
+    `source_ref` ("diversion-resolved:{alert id}") makes the decision unique."""
+
+    tenant_id: uuid.UUID
+    alert_id: uuid.UUID
+    scan_ref: str
+    upheld: bool
+    decided_by: str
+    occurred_at: datetime
+    source_ref: str

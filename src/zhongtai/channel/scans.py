@@ -693,7 +693,8 @@ async def _apply(
     alerts = await diversion.check_scan(
         session, scan, actor, items=[(i.code, i.top, i.product_id, i.custody) for i in items]
     )
-    rewards = await _publish(session, actor, request, scan, items, device_hash)
+    alerted = {alert.dealer_id: alert.id for alert in alerts}
+    rewards = await _publish(session, actor, request, scan, items, device_hash, alerted)
     response = _response(scan, action, now, tops, items, already, destination, rewards)
     scan.response = response  # diversion alerts are for the brand, never shown to the partner
     scan.item_count = len(items)
@@ -991,12 +992,19 @@ async def _publish(
     scan: ChannelScan,
     items: list[_Item],
     device_hash: str | None,
+    alerted: dict[uuid.UUID, uuid.UUID],
 ) -> list[dict[str, Any]]:
+    """One `ItemEvent` per item; an item whose dealer this scan raised a diversion alert for names the
+    alert, so that what it earns waits for the alert's outcome."""
     kind = REWARD_KIND.get(request.action)
     if kind is None:
         return []
     rewards: list[dict[str, Any]] = []
     for item in items:
+        dealer_id = item.custody.dealer_id if item.custody else actor.dealer.id
+        extra: dict[str, Any] = {"serial": item.code.serial, "scanned": item.top.serial, "role": actor.role}
+        if dealer_id in alerted:
+            extra["diversion_alert_id"] = str(alerted[dealer_id])
         event = ItemEvent(
             tenant_id=scan.tenant_id,
             kind=kind,  # type: ignore[arg-type]
@@ -1005,14 +1013,14 @@ async def _publish(
             lot_id=item.code.lot_id,
             occurred_at=scan.occurred_at,
             source_ref=f"channel-scan:{scan.id}",
-            dealer_id=item.custody.dealer_id if item.custody else actor.dealer.id,
+            dealer_id=dealer_id,
             store_id=actor.store.id if actor.store else None,
             guide_id=actor.guide_id,
             partner_account_id=actor.account.id,
             latitude=request.latitude,
             longitude=request.longitude,
             device_hash=device_hash,
-            extra={"serial": item.code.serial, "scanned": item.top.serial, "role": actor.role},
+            extra=extra,
         )
         results = await publish(session, event)
         if results:

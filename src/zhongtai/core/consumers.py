@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import phonenumbers
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.core.clock import utcnow
@@ -45,6 +45,7 @@ class OtpExhausted(BadRequest):
 OTP_MAX_ATTEMPTS = 5
 CONSUMER_TOKEN_PREFIX = "ztc"
 CONSUMER_SESSION_DAYS = 30
+ERASED = "erased"  # what an erased account's phone columns hold
 
 
 def check_phone(raw: str, default_region: str = "CN") -> str:
@@ -232,3 +233,38 @@ async def list_consumers(session: AsyncSession, *, limit: int, offset: int) -> t
     total = await session.scalar(select(func.count()).select_from(Consumer))
     rows = await session.scalars(select(Consumer).order_by(Consumer.created_at.desc()).limit(limit).offset(offset))
     return list(rows), int(total or 0)
+
+
+def is_erased(consumer: Consumer) -> bool:
+    return consumer.phone_masked == ERASED
+
+
+async def do_erase_consumer_phone(session: AsyncSession, consumer_id: uuid.UUID) -> bool:
+    """Erase the account's phone number on request of its owner: the ciphertext, the keyed hash and the
+    masked form are replaced by a marker (the hash by one unique to the account), the number's sign-in
+    codes are deleted, the account is closed and signed out everywhere. Orders, entries and rewards keep
+    the account's id. Answers whether anything was erased (False when it was already)."""
+    consumer = await session.scalar(
+        select(Consumer).where(Consumer.id == consumer_id).with_for_update().execution_options(populate_existing=True)
+    )
+    if consumer is None:
+        raise NotFound("No such consumer account.")
+    if is_erased(consumer):
+        return False
+    await session.execute(
+        delete(OtpChallenge)
+        .where(OtpChallenge.tenant_id == consumer.tenant_id, OtpChallenge.phone_hash == consumer.phone_hash)
+        .execution_options(synchronize_session=False)
+    )
+    consumer.phone_ciphertext = ERASED
+    consumer.phone_hash = f"{ERASED}:{consumer.id.hex}"
+    consumer.phone_masked = ERASED
+    consumer.is_active = False
+    await session.execute(
+        update(ConsumerSession)
+        .where(ConsumerSession.consumer_id == consumer.id, ConsumerSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+    return True

@@ -4,7 +4,7 @@ link identifiers to members (OneID)."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,12 +12,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zhongtai.core.errors import NotFound
 from zhongtai.core.principals import Principal
 from zhongtai.core.schemas import Paged
-from zhongtai.core.web import CurrentConsumer, DbSession, PageDep, RuntimeDep, rate_limit, require
-from zhongtai.members import oneid, service
+from zhongtai.core.web import (
+    CurrentConsumer,
+    DbSession,
+    PageDep,
+    RuntimeDep,
+    rate_limit,
+    require,
+    writes_on_get,
+)
+from zhongtai.members import consent, oneid, privacy, service
 from zhongtai.members.models import Member
 from zhongtai.members.oneid_schemas import (
     BlockedOut,
     BlockIn,
+    ConsentIn,
+    ConsentOut,
+    ConsentsOut,
+    ConsumerConsentIn,
+    ConsumerEraseIn,
+    EraseIn,
+    ErasureOut,
     LinkIn,
     LinkOut,
     MemberList,
@@ -26,7 +41,7 @@ from zhongtai.members.oneid_schemas import (
     SkippedOut,
     UndoIn,
 )
-from zhongtai.members.permissions import MEMBERS_READ, MEMBERS_WRITE
+from zhongtai.members.permissions import MEMBERS_ERASE, MEMBERS_EXPORT, MEMBERS_READ, MEMBERS_WRITE
 from zhongtai.members.schemas import IdentityOut, IdentitySubmit, IdentityVerifiedOut
 from zhongtai.members.verifier import verifier_for
 
@@ -150,3 +165,108 @@ async def block_identifier(
         session, principal, runtime.crypto, type=body.type, value=body.value, app_id=body.app_id, note=body.note
     )
     return BlockedOut(type=row.type, value_masked=row.value_masked, note=row.note, created_at=row.created_at)
+
+
+# --- consent, export and erasure --------------------------------------------------------------------
+
+MembersExporter = Annotated[Principal, Depends(require(MEMBERS_EXPORT))]
+MembersEraser = Annotated[Principal, Depends(require(MEMBERS_ERASE))]
+
+
+async def _consents_out(session: AsyncSession, member_id: uuid.UUID) -> ConsentsOut:
+    current = await consent.current(session, member_id)
+    return ConsentsOut(
+        member_id=member_id,
+        current=[ConsentOut.of(p.value, row) for p, row in current.items()],
+        history=[ConsentOut.of(row.purpose, row) for row in await consent.history(session, member_id)],
+    )
+
+
+@router.get("/members/{member_id}/consents", response_model=ConsentsOut)
+async def get_consents(member_id: uuid.UUID, session: DbSession, _: MembersReader) -> ConsentsOut:
+    """The member's current decision per purpose and the full history, oldest first."""
+    member = await oneid.get_member(session, member_id)
+    return await _consents_out(session, member.id)
+
+
+@router.put("/members/{member_id}/consents/{purpose}", response_model=ConsentOut)
+async def set_consent(
+    member_id: uuid.UUID, purpose: str, body: ConsentIn, session: DbSession, principal: MembersWriter
+) -> ConsentOut:
+    """Record a grant or a withdrawal the member made (at a counter, on paper, in an import)."""
+    row = await consent.do_set_consent(
+        session,
+        principal,
+        member_id,
+        purpose,
+        granted=body.granted,
+        source=body.source,
+        text_version=body.text_version,
+    )
+    return ConsentOut.of(row.purpose, row)
+
+
+@router.get("/members/{member_id}/export")
+@writes_on_get
+async def export_member(
+    member_id: uuid.UUID, session: DbSession, principal: MembersExporter, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Everything kept about the member, decrypted. Every export is recorded in the audit log."""
+    return await privacy.do_export(session, principal, runtime.crypto, member_id)
+
+
+@router.post("/members/{member_id}/erase", response_model=ErasureOut)
+async def erase_member(
+    member_id: uuid.UUID, body: EraseIn, session: DbSession, principal: MembersEraser, runtime: RuntimeDep
+) -> ErasureOut:
+    """Erase the member's personal data (all their member records). Erasing again answers the first erasure."""
+    erased = await privacy.do_erase(session, principal, member_id, body.reason, crypto=runtime.crypto)
+    return ErasureOut.of(erased.record, erased.is_new)
+
+
+@router.get("/consumer/members/me/export")
+@writes_on_get
+async def export_mine(principal: CurrentConsumer, session: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+    """The signed-in member's own data: profile and phone decrypted, identity masked."""
+    member = await privacy.member_for_consumer(session, runtime.crypto, principal.id)
+    if member is None:
+        raise NotFound("The brand keeps no member record for this account yet.")
+    return await privacy.do_export(session, principal, runtime.crypto, member.id, consumer_ids=[principal.id])
+
+
+@router.get("/consumer/members/me/consents/{purpose}", response_model=ConsentOut)
+async def my_consent(purpose: str, principal: CurrentConsumer, session: DbSession, runtime: RuntimeDep) -> ConsentOut:
+    wanted = consent.check_purpose(purpose)
+    member = await privacy.member_for_consumer(session, runtime.crypto, principal.id)
+    row = None if member is None else await consent.latest(session, member.id, wanted)
+    return ConsentOut.of(wanted.value, row)
+
+
+@router.put("/consumer/members/me/consents/{purpose}", response_model=ConsentOut)
+async def set_my_consent(
+    purpose: str, body: ConsumerConsentIn, principal: CurrentConsumer, session: DbSession, runtime: RuntimeDep
+) -> ConsentOut:
+    """The member grants or withdraws consent themselves (source `h5`)."""
+    consent.check_purpose(purpose)
+    member = await privacy.ensure_member_for_consumer(session, principal, runtime.crypto, principal.id)
+    row = await consent.do_set_consent(
+        session, principal, member.id, purpose, granted=body.granted, source="h5", text_version=body.text_version
+    )
+    return ConsentOut.of(row.purpose, row)
+
+
+@router.post("/consumer/members/me/erase", response_model=ErasureOut)
+async def erase_mine(
+    body: ConsumerEraseIn, principal: CurrentConsumer, session: DbSession, runtime: RuntimeDep
+) -> ErasureOut:
+    """The member asks for their personal data to be erased; this account is signed out and closed."""
+    member = await privacy.ensure_member_for_consumer(session, principal, runtime.crypto, principal.id)
+    erased = await privacy.do_erase(
+        session,
+        principal,
+        member.id,
+        body.reason or privacy.SELF_REASON,
+        crypto=runtime.crypto,
+        consumer_ids=[principal.id],
+    )
+    return ErasureOut.of(erased.record, erased.is_new)

@@ -48,3 +48,8 @@ class LinkContended(Conflict):
 class UnmergeRefused(Conflict):
     code = "unmerge_refused"
     default_message = "This merge cannot be undone now."
+
+
+class ConsentMissing(PermissionDenied):
+    code = "consent_missing"
+    default_message = "The member has not consented to this use of their data."

@@ -123,3 +123,37 @@ class MemberOneIdSettings(TenantOwned, Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     caps: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemberConsent(TenantOwned, Base):
+    """One decision of a member about one purpose (granted or withdrawn), append-only: the latest row
+    of a member and purpose is the current state, the earlier ones its history."""
+
+    __tablename__ = "member_consents"
+    __table_args__ = (Index("ix_member_consents_member", "tenant_id", "member_id", "purpose", "recorded_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    purpose: Mapped[str] = mapped_column(String(30))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(20))
+    text_version: Mapped[str] = mapped_column(String(40))
+    actor_kind: Mapped[str] = mapped_column(String(20))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemberErasure(TenantOwned, Base):
+    """The record that a member's personal data was erased: who, when, why and how much — no personal
+    data. One per erased member; `members` lists every member record of the person that was erased."""
+
+    __tablename__ = "member_erasures"
+    __table_args__ = (UniqueConstraint("tenant_id", "member_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    requested_by: Mapped[str] = mapped_column(String(12))  # member | staff
+    actor_kind: Mapped[str] = mapped_column(String(20))
+    actor_label: Mapped[str] = mapped_column(String(254))
+    reason: Mapped[str] = mapped_column(String(300))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)

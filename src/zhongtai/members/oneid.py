@@ -40,7 +40,7 @@ from zhongtai.members.models import (
 )
 
 MAX_IDENTIFIERS_PER_LINK = 20
-LINK_ATTEMPTS = 3
+LINK_ATTEMPTS = 5  # a link that lost a race runs again (each run re-reads what the winner committed)
 ACTIVE, MERGED, ERASED = "active", "merged", "erased"
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from zhongtai.core.schemas import RequestBody
 from zhongtai.members import oneid
-from zhongtai.members.models import Member, MemberIdentifier, MemberMerge
+from zhongtai.members.models import Member, MemberConsent, MemberErasure, MemberIdentifier, MemberMerge
 
 
 class IdentifierIn(RequestBody):
@@ -158,3 +158,70 @@ class BlockedOut(BaseModel):
     value_masked: str
     note: str
     created_at: datetime
+
+
+class ConsentIn(RequestBody):
+    granted: bool
+    text_version: str = Field(min_length=1, max_length=40, description="the version of the text the member saw")
+    source: str = Field(default="console", max_length=20, description="h5, console or import")
+
+
+class ConsumerConsentIn(RequestBody):
+    granted: bool
+    text_version: str = Field(min_length=1, max_length=40, description="the version of the text the member saw")
+
+
+class ConsentOut(BaseModel):
+    purpose: str
+    granted: bool
+    source: str | None
+    text_version: str | None
+    recorded_at: datetime | None
+
+    @classmethod
+    def of(cls, purpose: str, row: MemberConsent | None) -> ConsentOut:
+        if row is None:
+            return cls(purpose=purpose, granted=False, source=None, text_version=None, recorded_at=None)
+        return cls(
+            purpose=row.purpose,
+            granted=row.granted,
+            source=row.source,
+            text_version=row.text_version,
+            recorded_at=row.recorded_at,
+        )
+
+
+class ConsentsOut(BaseModel):
+    member_id: uuid.UUID
+    current: list[ConsentOut]
+    history: list[ConsentOut]
+
+
+class EraseIn(RequestBody):
+    reason: str = Field(min_length=1, max_length=300, description="why; never personal data")
+
+
+class ConsumerEraseIn(RequestBody):
+    reason: str = Field(default="", max_length=300)
+
+
+class ErasureOut(BaseModel):
+    member_id: uuid.UUID
+    requested_by: str
+    actor_label: str
+    reason: str
+    erased_at: datetime
+    summary: dict[str, Any]
+    is_new: bool
+
+    @classmethod
+    def of(cls, row: MemberErasure, is_new: bool) -> ErasureOut:
+        return cls(
+            member_id=row.member_id,
+            requested_by=row.requested_by,
+            actor_label=row.actor_label,
+            reason=row.reason,
+            erased_at=row.erased_at,
+            summary=row.summary,
+            is_new=is_new,
+        )

@@ -10,3 +10,7 @@ MEMBERS_READ = register_permission(
 MEMBERS_WRITE = register_permission(
     "members.write", "Link identifiers to members, undo merges and block identifier values", MANAGERS | {Role.OPERATOR}
 )
+MEMBERS_EXPORT = register_permission(
+    "members.export", "Export a member's personal data, decrypted (every export is audited)", MANAGERS
+)
+MEMBERS_ERASE = register_permission("members.erase", "Erase a member's personal data on request", MANAGERS)

@@ -66,6 +66,7 @@ HOLD_LABELS = {
     "store_distance": "Scanned far from the store",
     "consumer_opens": "Too many bottles opened",
     "shared_device": "One device, many accounts",
+    "diversion": "Waits for the diversion alert this scan raised",
 }
 REASON_LABELS = {"pool_empty": "Pool empty", "daily_cap": "Daily cap reached", "partner_cap": "Partner cap reached"}
 SETTING_LABELS = {

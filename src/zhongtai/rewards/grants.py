@@ -27,14 +27,14 @@ from sqlalchemy import ColumnElement, Table, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.channel import queries as channel_queries
-from zhongtai.channel.events import DiversionPenalized
+from zhongtai.channel.events import DiversionPenalized, DiversionResolved
 from zhongtai.channel.rules import HOLDER_SOLD, HOLDER_STORE
 from zhongtai.codes.events import ItemEvent
 from zhongtai.core import audit, sql, tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import CrossTenantAccess
 from zhongtai.core.ids import new_id
-from zhongtai.core.principals import Principal
+from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.geo.coords import Point, distance_km
 from zhongtai.ledger import service as ledger
 from zhongtai.ledger.errors import InsufficientFunds
@@ -142,6 +142,10 @@ async def _risk(
     session: AsyncSession, tenant_id: uuid.UUID, event: ItemEvent, parties: dict[str, str], settings: rules.RiskSettings
 ) -> _Risk:
     risk = _Risk()
+    alert_id = event.extra.get("diversion_alert_id")
+    if alert_id:  # the scan raised a diversion alert for this item's dealer: wait for its outcome
+        for role in parties:
+            risk.add(role, "diversion", alert_id=str(alert_id))
     now = utcnow()
     g = RewardGrant
     partners = {party: role for role, party in parties.items() if role in PARTNER_ROLES}
@@ -572,6 +576,36 @@ async def do_review(
     )
     await session.refresh(row)
     return row
+
+
+async def on_diversion_resolved(session: AsyncSession, event: DiversionResolved) -> dict[str, int]:
+    """Subscriber of `channel.events.DiversionResolved`: what the alert's scan earned and held for the
+    alert — rejected (back to the pool) when the alert is upheld, released to the wallets when it is
+    dismissed; a grant also held for another signal stays for a person to review. Idempotent: only
+    grants still held change, by `do_review`'s conditional update."""
+    rows = await session.scalars(
+        select(RewardGrant)
+        .where(RewardGrant.source_ref == event.scan_ref, RewardGrant.status == HELD)
+        .order_by(RewardGrant.created_at, RewardGrant.id)
+    )
+    actor = Principal(
+        kind=PrincipalKind.SYSTEM,
+        id=uuid.UUID(int=0),
+        tenant_id=event.tenant_id,
+        label=f"diversion alert ({event.decided_by})"[:200],
+        permissions=frozenset(),
+    )
+    note = f"diversion alert {event.alert_id} {'upheld' if event.upheld else 'dismissed'}"
+    done = {"rejected": 0, "released": 0, "left_for_review": 0}
+    for row in list(rows):
+        if (row.hold_detail or {}).get("diversion", {}).get("alert_id") != str(event.alert_id):
+            continue
+        if not event.upheld and list(row.holds or []) != ["diversion"]:
+            done["left_for_review"] += 1
+            continue
+        await do_review(session, actor, row.id, release=not event.upheld, note=note)
+        done["released" if not event.upheld else "rejected"] += 1
+    return done
 
 
 async def review_queue(session: AsyncSession, *, limit: int = 50, offset: int = 0) -> tuple[list[RewardGrant], int]:

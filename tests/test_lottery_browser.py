@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -72,6 +74,21 @@ class Api:
         response = self.http.request(method, f"/api/v1{path}", json=body, headers=self.headers)
         assert response.status_code == status, f"{method} {path}: {response.status_code} {response.text}"
         return response.json()
+
+
+def _sleep_until(moment: datetime) -> None:
+    """Wait until `moment` (and a little more) on this machine's clock — the phone's and the server's
+    too: one machine. Python-side: the pages' Content-Security-Policy refuses script evaluation."""
+    left = (moment - datetime.now(UTC)).total_seconds() + 0.2
+    if left > 0:
+        time.sleep(left)
+
+
+def _poll(check: Callable[[], object], *, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
 
 
 def test_member_enters_a_lottery_and_wins_on_a_phone(demo_server: tuple[str, dict[str, Any]]) -> None:  # noqa: F811
@@ -179,7 +196,7 @@ def test_member_enters_a_lottery_and_wins_on_a_phone(demo_server: tuple[str, dic
                 expect(page.locator("#my-entries")).to_be_hidden()
 
                 # The window opens (the phone's clock is the server's: same machine).
-                page.wait_for_function(f"Date.now() >= {int(opens_at.timestamp() * 1000) + 200}", timeout=30_000)
+                _sleep_until(opens_at)
                 card.locator("select.store").select_option(label=f"天河路店 · {distances[0]} 公里")
                 card.locator("button.enter").click()
                 status = card.locator(".h5-status")
@@ -228,7 +245,7 @@ def test_member_enters_a_lottery_and_wins_on_a_phone(demo_server: tuple[str, dic
                 assert [e["entry_id"] for e in member.call("GET", "/consumer/lottery/entries")] == [entry_id]
 
                 # The operator closes after the window and draws.
-                page.wait_for_function(f"Date.now() >= {int(closes_at.timestamp() * 1000) + 200}", timeout=60_000)
+                _sleep_until(closes_at)
                 closed = brand.call("POST", f"/lottery/sessions/{sid}/close")
                 assert (closed["status"], closed["entries_count"], closed["excluded_count"]) == ("closed", 1, 0)
                 root = hashlib.sha256(b"\x00" + leaf.encode()).hexdigest()  # the root of a one-entry list
@@ -274,7 +291,7 @@ def test_member_enters_a_lottery_and_wins_on_a_phone(demo_server: tuple[str, dic
                     }""",
                     [f"{base_url}/h5/{slug}/dev/sms", sms],
                 )
-                inbox.wait_for_function("window.smsFound === true", timeout=30_000)
+                _poll(lambda: inbox.evaluate("window.smsFound === true"), seconds=30)
                 inbox.reload()
                 expect(inbox.locator(".messages li").first).to_contain_text(sms)
                 expect(inbox.locator(".messages li", has_text="申购中签")).to_have_count(1)

@@ -102,3 +102,19 @@ async def test_an_error_quoting_values_json_cannot_carry_still_renders(test_app_
     response = await test_app_client.get("/api/v1/test/quote")
     body = assert_error_shape(response, 422)
     assert body["data"] == {"value": "nan", "text": "a\ufffdb", "nested": ["inf"]}
+
+
+async def test_text_that_is_not_json_is_answered_by_the_route_itself(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The input check refuses only JSON the platform never accepts; a broken document goes on to the
+    route, whose validation names the parse error, and nothing is written."""
+    brand = await make_brand(runtime)
+    token = await make_token(runtime, brand)
+    response = await send(client, "POST", "/api/v1/channel/stores", token, '{"code": "S-1", "name": ')
+    body = assert_error_shape(response, 422)
+    assert body["error"] == "validation_error"
+    assert "JSON decode error" in str(body["detail"]), body
+    listed = await client.get("/api/v1/channel/stores", headers=bearer(token))
+    assert listed.status_code == 200
+    assert listed.json()["total"] == 0

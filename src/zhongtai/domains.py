@@ -28,6 +28,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.trace.producers",
     "zhongtai.trace.trace_api",
     "zhongtai.members.api",
+    "zhongtai.members.duplicates_api",
     "zhongtai.lottery.api",
     "zhongtai.flashsale.api",
     "zhongtai.ledger.api",

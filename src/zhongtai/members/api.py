@@ -93,7 +93,7 @@ async def list_identities(session: DbSession, _: MembersReader, page: PageDep) -
     return Paged(items=[IdentityOut.of(r, today) for r in rows], total=total, page=page.page, per_page=page.per_page)
 
 
-# --- OneID (declared after /members/identities so that path wins over /members/{member_id}) ---------
+# --- OneID (member ids are typed `uuid` in paths, so /members/identities and other words never match them) ---
 
 MembersWriter = Annotated[Principal, Depends(require(MEMBERS_WRITE))]
 
@@ -113,6 +113,7 @@ async def link_member(body: LinkIn, session: DbSession, principal: MembersWriter
             birthday=body.profile.birthday,
             gender=body.profile.gender,
             city=body.profile.city,
+            address=body.profile.address,
             verified=body.profile.verified,
         )
     linked = await oneid.do_link(
@@ -145,7 +146,7 @@ async def find_members(
     return MemberList(items=[await _member_out(session, m) for m in found])
 
 
-@router.get("/members/{member_id}", response_model=MemberOut)
+@router.get("/members/{member_id:uuid}", response_model=MemberOut)
 async def get_member(member_id: uuid.UUID, session: DbSession, _: MembersReader) -> MemberOut:
     return await _member_out(session, await oneid.get_member(session, member_id))
 
@@ -182,14 +183,14 @@ async def _consents_out(session: AsyncSession, member_id: uuid.UUID) -> Consents
     )
 
 
-@router.get("/members/{member_id}/consents", response_model=ConsentsOut)
+@router.get("/members/{member_id:uuid}/consents", response_model=ConsentsOut)
 async def get_consents(member_id: uuid.UUID, session: DbSession, _: MembersReader) -> ConsentsOut:
     """The member's current decision per purpose and the full history, oldest first."""
     member = await oneid.get_member(session, member_id)
     return await _consents_out(session, member.id)
 
 
-@router.put("/members/{member_id}/consents/{purpose}", response_model=ConsentOut)
+@router.put("/members/{member_id:uuid}/consents/{purpose}", response_model=ConsentOut)
 async def set_consent(
     member_id: uuid.UUID, purpose: str, body: ConsentIn, session: DbSession, principal: MembersWriter
 ) -> ConsentOut:
@@ -206,7 +207,7 @@ async def set_consent(
     return ConsentOut.of(row.purpose, row)
 
 
-@router.get("/members/{member_id}/export")
+@router.get("/members/{member_id:uuid}/export")
 @writes_on_get
 async def export_member(
     member_id: uuid.UUID, session: DbSession, principal: MembersExporter, runtime: RuntimeDep
@@ -215,7 +216,7 @@ async def export_member(
     return await privacy.do_export(session, principal, runtime.crypto, member_id)
 
 
-@router.post("/members/{member_id}/erase", response_model=ErasureOut)
+@router.post("/members/{member_id:uuid}/erase", response_model=ErasureOut)
 async def erase_member(
     member_id: uuid.UUID, body: EraseIn, session: DbSession, principal: MembersEraser, runtime: RuntimeDep
 ) -> ErasureOut:

@@ -53,3 +53,8 @@ class UnmergeRefused(Conflict):
 class ConsentMissing(PermissionDenied):
     code = "consent_missing"
     default_message = "The member has not consented to this use of their data."
+
+
+class SuggestionClosed(Conflict):
+    code = "duplicate_suggestion_closed"
+    default_message = "This suggestion was already decided; reload the review queue."

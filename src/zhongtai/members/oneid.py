@@ -29,7 +29,6 @@ from zhongtai.core.models import Consumer
 from zhongtai.core.principals import Principal
 from zhongtai.core.sql import insert_ignore, upsert
 from zhongtai.members import oneid_rules as r
-from zhongtai.members import rules
 from zhongtai.members.errors import CapReached, LinkContended, MergeRefused, UnmergeRefused
 from zhongtai.members.models import (
     Member,
@@ -58,6 +57,7 @@ class ProfileInput:
     birthday: date | None = None
     gender: str | None = None
     city: str | None = None
+    address: str | None = None
     verified: bool = False
 
 
@@ -202,8 +202,9 @@ def _profile_entries(crypto: Crypto, profile: ProfileInput | None, source: str, 
             continue
         text = r.check_profile_value(name, raw, today=today)
         entry: dict[str, Any] = {"source": source, "verified": profile.verified, "at": at.isoformat()}
-        if name == "name":
-            entry |= {"ciphertext": crypto.pii.encrypt(text, purpose=r.NAME_PURPOSE), "masked": rules.mask_name(text)}
+        if purpose := r.ENCRYPTED_PROFILE_FIELDS.get(name):
+            entry["ciphertext"] = crypto.pii.encrypt(text, purpose=purpose)
+            entry["masked"] = r.mask_profile_value(name, text)
         else:
             entry["value"] = text
         entries[name] = entry
@@ -501,6 +502,56 @@ async def do_link(
             if attempt == LINK_ATTEMPTS - 1:
                 raise LinkContended() from None
     raise LinkContended()
+
+
+async def cap_conflicts(
+    session: AsyncSession, pairs: list[tuple[uuid.UUID, uuid.UUID]]
+) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """The pairs whose identifiers together exceed the brand's caps (e.g. two different phones): a
+    merge of them would be refused, so they are not worth an operator's review."""
+    ids = {m for pair in pairs for m in pair}
+    if not ids:
+        return set()
+    held: dict[uuid.UUID, set[tuple[str, str]]] = {m: set() for m in ids}
+    rows = await session.execute(
+        select(MemberIdentifier.member_id, MemberIdentifier.type, MemberIdentifier.value_hash).where(
+            MemberIdentifier.member_id.in_(ids)
+        )
+    )
+    for member_id, kind, value_hash in rows.all():
+        held[member_id].add((r.cap_key(kind), value_hash))
+    caps = await caps_for(session)
+    return {(a, b) for a, b in pairs if _over_caps(held[a] | held[b], caps) is not None}
+
+
+async def do_merge(
+    session: AsyncSession, actor: Principal, member_ids: tuple[uuid.UUID, uuid.UUID], reason: str
+) -> MemberMerge:
+    """Merge two members an operator reviewed (a duplicate suggestion): the older survives, as in a
+    link. The caps still hold — two members with two different phones are refused — and so does
+    unmerge, which restores both exactly."""
+    why = " ".join((reason or "").split())
+    if not why:
+        raise ValidationFailed("Say why these members are one person.", field="reason")
+    if member_ids[0] == member_ids[1]:
+        raise ValidationFailed("A member cannot be merged into itself.", field="member_ids")
+    members = await _lock_members(session, set(member_ids))
+    if len(members) != 2:
+        raise NotFound("No such member.")
+    if inactive := [m for m in members if m.status != ACTIVE]:
+        raise MergeRefused(
+            "One of these members is no longer active (merged or erased).", member_ids=[str(m.id) for m in inactive]
+        )
+    survivor, merged = sorted(members, key=lambda m: (m.created_at, m.id))
+    held = await identifiers_of(session, survivor.id) + await identifiers_of(session, merged.id)
+    if over := _over_caps({_row_key(x) for x in held}, await caps_for(session)):
+        verified_only = {_row_key(x) for x in held if x.verified}
+        raise MergeRefused(
+            _refusal(over, _over_caps(verified_only, await caps_for(session)) == over),
+            member_ids=[str(survivor.id), str(merged.id)],
+            identifier_type=over,
+        )
+    return await _merge(session, actor, survivor, merged, reason=why[:300], at=utcnow())
 
 
 def _encrypted(norm: r.Normalised, ciphertext: str) -> r.Normalised:

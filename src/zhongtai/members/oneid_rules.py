@@ -17,6 +17,7 @@ from zhongtai.members import rules
 
 PHONE_PURPOSE = "member.phone"  # the keyed hash of an E.164 phone; marketplace hashed phones use it too
 NAME_PURPOSE = "member.display_name"
+ADDRESS_PURPOSE = "member.address"
 IDENTIFIER_PURPOSE = "member.identifier"
 
 
@@ -152,11 +153,14 @@ def normalise(kind: str, value: str, app_id: str | None = None) -> Normalised:
 
 # --- profile -------------------------------------------------------------------------------------
 
-PROFILE_FIELDS = ("name", "birthday", "gender", "city")
+PROFILE_FIELDS = ("name", "birthday", "gender", "city", "address")
+# Profile fields kept encrypted (with a masked copy), and the purpose their key is derived for.
+ENCRYPTED_PROFILE_FIELDS = {"name": NAME_PURPOSE, "address": ADDRESS_PURPOSE}
+ADDRESS_MAX_CHARS = 200
 
 
 def check_profile_value(field: str, value: Any, *, today: date) -> str:
-    """The stored text of a profile value (names are encrypted by the caller)."""
+    """The stored text of a profile value (names and addresses are encrypted by the caller)."""
     if field == "name":
         name = " ".join(str(value or "").split())
         if not name or len(name) > rules.NAME_MAX_CHARS:
@@ -175,7 +179,20 @@ def check_profile_value(field: str, value: Any, *, today: date) -> str:
         if not city or len(city) > CITY_MAX_CHARS:
             raise ValidationFailed(f"A city has 1 to {CITY_MAX_CHARS} characters.", field="city")
         return city
+    if field == "address":
+        address = " ".join(str(value or "").split())
+        if not address or len(address) > ADDRESS_MAX_CHARS:
+            raise ValidationFailed(f"An address has 1 to {ADDRESS_MAX_CHARS} characters.", field="address")
+        return address
     raise ValidationFailed(f"Unknown profile field {field!r}.", field=field)
+
+
+def mask_profile_value(field: str, text: str) -> str:
+    """What a screen shows of an encrypted profile value: a name's first character, an address's
+    first six (the district, rarely the street) — never the house number."""
+    if field == "name":
+        return rules.mask_name(text)
+    return text[:6] + "***"
 
 
 def strength(entry: dict[str, Any]) -> tuple[bool, datetime, int]:

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from zhongtai.core.schemas import RequestBody
-from zhongtai.members import oneid
+from zhongtai.members import oneid, oneid_rules
 from zhongtai.members.models import Member, MemberConsent, MemberErasure, MemberIdentifier, MemberMerge
 
 
@@ -25,6 +25,7 @@ class ProfileIn(RequestBody):
     birthday: date | None = None
     gender: str | None = Field(default=None, max_length=10)
     city: str | None = Field(default=None, max_length=80)
+    address: str | None = Field(default=None, max_length=200)
     verified: bool = False
 
 
@@ -118,7 +119,7 @@ class MemberOut(BaseModel):
     def of(cls, member: Member, identifiers: list[MemberIdentifier], merges: list[MemberMerge]) -> MemberOut:
         profile = {
             name: ProfileValueOut(
-                value=entry["masked"] if name == "name" else entry["value"],
+                value=entry["masked"] if name in oneid_rules.ENCRYPTED_PROFILE_FIELDS else entry["value"],
                 source=entry["source"],
                 verified=entry["verified"],
                 at=entry["at"],

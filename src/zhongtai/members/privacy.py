@@ -241,8 +241,8 @@ def _profile(crypto: Crypto, member: Member) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, entry in member.profile.items():
         value = entry.get("value")
-        if name == "name" and entry.get("ciphertext"):
-            value = crypto.pii.decrypt(entry["ciphertext"], purpose=r.NAME_PURPOSE)
+        if (purpose := r.ENCRYPTED_PROFILE_FIELDS.get(name)) and entry.get("ciphertext"):
+            value = crypto.pii.decrypt(entry["ciphertext"], purpose=purpose)
         out[name] = {"value": value, "source": entry["source"], "verified": entry["verified"], "at": entry["at"]}
     return out
 

@@ -58,6 +58,11 @@ def wire() -> None:
     | sales.events.OrderExpired            | flashsale.return_stock     | puts an unpaid buy's stock back on sale   |
     | sales.events.OrderExpired            | lottery.win_forfeited      | forfeits an unpaid win                    |
     | sales.events.OrderPaid               | lottery.win_paid           | marks a win paid                          |
+
+    | page slot (owner)                    | panel                      | what it shows                             |
+    |--------------------------------------|----------------------------|-------------------------------------------|
+    | authenticity.scan_page               | rewards                    | the red packet a first open earned        |
+    | members.member_360                   | sales                      | the member's latest orders                |
     """
     from zhongtai.authenticity.panels import SCAN_PAGE
     from zhongtai.channel.events import DiversionPenalized, DiversionResolved
@@ -66,8 +71,10 @@ def wire() -> None:
     from zhongtai.flashsale import service as flashsale
     from zhongtai.kit.panels import register_panel
     from zhongtai.lottery import service as lottery
+    from zhongtai.members.panels import MEMBER_360
     from zhongtai.rewards import grants as rewards
     from zhongtai.rewards import h5_pages as rewards_pages
+    from zhongtai.sales import console as sales_pages
     from zhongtai.sales.events import OrderExpired, OrderPaid
 
     subscribe(ItemEvent, rewards.SUBSCRIBER, rewards.on_item_event)
@@ -77,3 +84,4 @@ def wire() -> None:
     subscribe(OrderExpired, "lottery.win_forfeited", lottery.on_order_expired)
     subscribe(OrderPaid, "lottery.win_paid", lottery.on_order_paid)
     register_panel(SCAN_PAGE, "rewards", rewards_pages.red_packet_panel)
+    register_panel(MEMBER_360, "sales", sales_pages.member_orders_panel)

@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Index, Integer, SmallInteger, String, Uuid
+from sqlalchemy import BigInteger, Float, Index, Integer, SmallInteger, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from zhongtai.core.clock import utcnow
@@ -62,6 +62,16 @@ class Scan(TenantOwned, Base):
     __table_args__ = (
         Index("ix_authenticity_scans_code_time", "tenant_id", "code_id", "occurred_at"),
         Index("ix_authenticity_scans_tenant_time", "tenant_id", "occurred_at"),
+        # A member's scans (the member's 360 view, "my bottles"): only signed-in scans carry a consumer,
+        # so the partial index stays small and costs nothing on the anonymous hot path.
+        Index(
+            "ix_authenticity_scans_consumer",
+            "tenant_id",
+            "consumer_id",
+            "occurred_at",
+            postgresql_where=text("consumer_id IS NOT NULL"),
+            sqlite_where=text("consumer_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)

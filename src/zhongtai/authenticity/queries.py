@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.authenticity.models import Scan
@@ -63,3 +63,17 @@ async def scans_after(session: AsyncSession, after_id: int, *, limit: int) -> li
     """The scans with ids above `after_id`, by id, at most `limit` (for sweeps that follow the scans)."""
     rows = await session.scalars(select(Scan).where(Scan.id > after_id).order_by(Scan.id).limit(limit))
     return [_facts(scan) for scan in rows]
+
+
+async def scans_of_consumers(
+    session: AsyncSession, consumer_ids: list[uuid.UUID], *, limit: int = 20
+) -> tuple[list[ScanFacts], int]:
+    """The consumers' signed-in scans, newest first (at most `limit`), and how many there are."""
+    if not consumer_ids:
+        return [], 0
+    mine = (Scan.consumer_id.in_(consumer_ids), Scan.consumer_id.is_not(None))
+    total = await session.scalar(select(func.count()).select_from(Scan).where(*mine))
+    rows = await session.scalars(
+        select(Scan).where(*mine).order_by(Scan.occurred_at.desc(), Scan.id.desc()).limit(limit)
+    )
+    return [_facts(scan) for scan in rows], int(total or 0)

@@ -66,6 +66,8 @@ NAV: list[NavItem] = [
     NavItem("/console/channel/guides", "Shopping guides", "users", "channel.read"),
     NavItem("/console/channel/map", "Channel map", "globe", "channel.read"),
     NavItem("/console/channel/diversion", "Diversion alerts", "alert", "channel.read"),
+    NavItem("/console/members", "Members", "users", "members.read"),
+    NavItem("/console/members/duplicates", "Duplicate review", "copy", "members.read"),
     NavItem("/console/members/identities", "Verified members", "user", "members.read"),
     NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read"),
     NavItem("/console/rewards/rules", "Reward rules", "gift", "rewards.read"),
@@ -229,6 +231,13 @@ def _pretty_json(value: object) -> str:
 templates.env.filters["pretty_json"] = _pretty_json
 
 
+def _active_href(nav: list[NavItem], path: str) -> str | None:
+    """The menu entry of this page: the longest entry the path starts with (/console/members/duplicates
+    is "Duplicate review", not also "Members")."""
+    matching = [i.href for i in nav if path == i.href or (i.href != "/console" and path.startswith(i.href + "/"))]
+    return max(matching, key=len, default=None)
+
+
 def render(
     request: Request,
     template: str,
@@ -254,6 +263,7 @@ def render(
         "principal": principal,
         "csrf_token": principal.csrf_token if principal else None,
         "nav": nav,
+        "nav_active": _active_href(nav, request.url.path),
         "current_path": request.url.path,
         "current_url": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         "fmt_time": partial(format_time, locale=locale),

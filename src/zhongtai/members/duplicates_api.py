@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
@@ -19,7 +20,7 @@ from zhongtai.core.web import DbSession, PageDep, require
 from zhongtai.members import duplicates
 from zhongtai.members.duplicate_models import MemberDuplicateSuggestion
 from zhongtai.members.models import Member
-from zhongtai.members.oneid_rules import ENCRYPTED_PROFILE_FIELDS
+from zhongtai.members.oneid_rules import shown_profile
 from zhongtai.members.oneid_schemas import MergeOut
 from zhongtai.members.permissions import MEMBERS_READ, MEMBERS_WRITE
 
@@ -56,11 +57,9 @@ class SideOut(BaseModel):
 
     @classmethod
     def of(cls, member: Member) -> SideOut:
-        profile = {
-            name: str(entry["masked"] if name in ENCRYPTED_PROFILE_FIELDS else entry["value"])
-            for name, entry in (member.profile or {}).items()
-        }
-        return cls(id=member.id, status=member.status, created_at=member.created_at, profile=profile)
+        return cls(
+            id=member.id, status=member.status, created_at=member.created_at, profile=shown_profile(member.profile)
+        )
 
 
 class SuggestionOut(BaseModel):
@@ -102,16 +101,23 @@ class MergedOut(BaseModel):
     merge: MergeOut
 
 
-@router.post("/scan", response_model=ScanQueuedOut, status_code=202)
-async def scan(body: ScanIn, session: DbSession, principal: MembersWriter) -> ScanQueuedOut:
-    """Queue a scan of the brand's members for probable duplicates (at most one a minute)."""
+async def queue_scan(
+    session: AsyncSession, tenant_id: uuid.UUID, threshold: float = duplicates.DEFAULT_THRESHOLD
+) -> None:
+    """Queue a scan; scans asked for within the same minute run once."""
     await enqueue(
         session,
         SCAN_TOPIC,
-        {"threshold": body.threshold},
-        tenant_id=principal.tenant_id,
+        {"threshold": threshold},
+        tenant_id=tenant_id,
         dedupe_key=f"{SCAN_TOPIC}:{utcnow():%Y%m%dT%H%M}",
     )
+
+
+@router.post("/scan", response_model=ScanQueuedOut, status_code=202)
+async def scan(body: ScanIn, session: DbSession, principal: MembersWriter) -> ScanQueuedOut:
+    """Queue a scan of the brand's members for probable duplicates (at most one a minute)."""
+    await queue_scan(session, principal.tenant_id, body.threshold)
     return ScanQueuedOut(queued=True, topic=SCAN_TOPIC)
 
 

@@ -76,6 +76,9 @@ class MemberIdentifier(TenantOwned, Base):
     value_ciphertext: Mapped[str | None] = mapped_column(String(300), default=None)
     value_masked: Mapped[str] = mapped_column(String(40))
     app_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The consumer account a `consumer_account` identifier names (an internal id, not personal data):
+    # what the member's scans, orders and rewards are found by. Erasure deletes the row with the rest.
+    account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None, index=True)
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(20))
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -429,6 +429,7 @@ async def _attach(
                 value_ciphertext=item.norm.key if item.norm.personal else None,
                 value_masked=item.norm.masked,
                 app_id=item.norm.app_id,
+                account_id=uuid.UUID(item.norm.key) if item.type == r.IdentifierType.CONSUMER_ACCOUNT else None,
                 verified=item.verified,
                 source=source,
                 first_seen_at=seen_at,
@@ -650,6 +651,28 @@ async def merges_of(session: AsyncSession, member_id: uuid.UUID) -> list[MemberM
         .order_by(MemberMerge.created_at, MemberMerge.id)
     )
     return list(rows)
+
+
+async def list_members(session: AsyncSession, *, limit: int = 20, offset: int = 0) -> tuple[list[Member], int]:
+    """The brand's active members, newest first."""
+    active = Member.status == ACTIVE
+    total = await session.scalar(select(func.count()).select_from(Member).where(active))
+    rows = await session.scalars(
+        select(Member).where(active).order_by(Member.created_at.desc(), Member.id).limit(limit).offset(offset)
+    )
+    return list(rows), int(total or 0)
+
+
+async def consumer_ids_of(session: AsyncSession, member_id: uuid.UUID) -> list[uuid.UUID]:
+    """The consumer accounts (scans, orders, rewards) linked to the member."""
+    rows = await session.scalars(
+        select(MemberIdentifier.account_id).where(
+            MemberIdentifier.member_id == member_id,
+            MemberIdentifier.type == r.IdentifierType.CONSUMER_ACCOUNT.value,
+            MemberIdentifier.account_id.is_not(None),
+        )
+    )
+    return sorted(a for a in rows if a is not None)
 
 
 async def find_by_phone(session: AsyncSession, crypto: Crypto, phone: str) -> list[Member]:

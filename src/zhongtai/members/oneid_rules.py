@@ -195,6 +195,14 @@ def mask_profile_value(field: str, text: str) -> str:
     return text[:6] + "***"
 
 
+def shown_profile(profile: dict[str, Any]) -> dict[str, str]:
+    """A member's profile as a screen shows it: encrypted fields masked, the others as stored."""
+    return {
+        name: str(entry.get("masked", "") if name in ENCRYPTED_PROFILE_FIELDS else entry.get("value", ""))
+        for name, entry in (profile or {}).items()
+    }
+
+
 def strength(entry: dict[str, Any]) -> tuple[bool, datetime, int]:
     """Survivorship order of a profile value: verified first, then the most recent, then the source."""
     return (bool(entry["verified"]), datetime.fromisoformat(entry["at"]), source_rank(str(entry["source"])))

@@ -117,7 +117,8 @@ async def list_orders(
         order_no=order_no,
         limit=page.per_page,
         offset=page.offset,
-        **bounds,
+        created_from=bounds.get("created_from"),
+        created_to=bounds.get("created_to"),
     )
     return OrderPage(
         items=[OrderOut.model_validate(o) for o in orders], total=total, page=page.page, per_page=page.per_page

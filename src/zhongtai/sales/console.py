@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -13,8 +14,10 @@ from fastapi.responses import Response
 from zhongtai.core.clock import utcnow
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, PageDep
+from zhongtai.i18n import translate
 from zhongtai.kit.page_deps import require_page
-from zhongtai.kit.rendering import render
+from zhongtai.kit.rendering import format_time, render, request_locale, templates
+from zhongtai.members.panels import MemberPanelContext
 from zhongtai.sales import payments, pickup, rules, service, settlement
 from zhongtai.sales.permissions import SALES_READ
 
@@ -109,4 +112,22 @@ async def settlement_page(
             "day_from": start.isoformat(),
             "day_to": end.isoformat(),
         },
+    )
+
+
+async def member_orders_panel(context: MemberPanelContext) -> str | None:
+    """The member 360 view's orders: the member's consumer accounts' latest orders (sales readers only)."""
+    principal = getattr(context.request.state, "principal", None)
+    if principal is None or not principal.can(SALES_READ):
+        return None
+    orders, total = await service.list_orders(context.session, consumer_ids=context.consumer_ids, limit=10)
+    locale = request_locale(context.request)
+    return templates.get_template("sales/member_panel.html").render(
+        {
+            "_": partial(translate, locale),
+            "fmt_time": partial(format_time, locale=locale),
+            "orders": orders,
+            "total": total,
+            "state_labels": STATE_LABELS,
+        }
     )

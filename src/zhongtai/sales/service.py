@@ -146,6 +146,7 @@ async def list_orders(
     source: str | None = None,
     store_id: uuid.UUID | None = None,
     consumer_id: uuid.UUID | None = None,
+    consumer_ids: list[uuid.UUID] | None = None,
     order_no: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
@@ -163,6 +164,8 @@ async def list_orders(
         conditions.append(SalesOrder.store_id == store_id)
     if consumer_id:
         conditions.append(SalesOrder.consumer_id == consumer_id)
+    if consumer_ids is not None:
+        conditions.append(SalesOrder.consumer_id.in_(consumer_ids))
     if order_no:
         conditions.append(SalesOrder.order_no == order_no.strip().upper())
     if created_from:

@@ -1,8 +1,8 @@
-"""members: probable duplicates for review
+"""members: probable duplicates, consumer accounts of identifiers, scans by consumer
 
-Revision ID: 0969f920055d
+Revision ID: 6550ba0d0d8c
 Revises: 3c9d4e5f6a71
-Create Date: 2026-12-07 14:55:44.886771
+Create Date: 2026-12-07 15:01:11.031466
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 import zhongtai.core.models
 
-revision = "0969f920055d"
+revision = "6550ba0d0d8c"
 down_revision = "3c9d4e5f6a71"
 branch_labels = None
 depends_on = None
@@ -68,8 +68,32 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_member_duplicate_suggestions_tenant_id"), ["tenant_id"], unique=False)
 
+    with op.batch_alter_table("authenticity_scans", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_authenticity_scans_consumer",
+            ["tenant_id", "consumer_id", "occurred_at"],
+            unique=False,
+            postgresql_where=sa.text("consumer_id IS NOT NULL"),
+            sqlite_where=sa.text("consumer_id IS NOT NULL"),
+        )
+
+    with op.batch_alter_table("member_identifiers", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("account_id", sa.Uuid(), nullable=True))
+        batch_op.create_index(batch_op.f("ix_member_identifiers_account_id"), ["account_id"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("member_identifiers", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_member_identifiers_account_id"))
+        batch_op.drop_column("account_id")
+
+    with op.batch_alter_table("authenticity_scans", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_authenticity_scans_consumer",
+            postgresql_where=sa.text("consumer_id IS NOT NULL"),
+            sqlite_where=sa.text("consumer_id IS NOT NULL"),
+        )
+
     with op.batch_alter_table("member_duplicate_suggestions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_member_duplicate_suggestions_tenant_id"))
         batch_op.drop_index("ix_member_duplicate_suggestions_status")

@@ -47,6 +47,8 @@ from zhongtai.lottery import h5 as lottery_h5
 from zhongtai.members import api as members_api
 from zhongtai.members import console as members_console
 from zhongtai.members import duplicates_api as members_duplicates_api
+from zhongtai.members import h5 as members_h5
+from zhongtai.members import me_api as members_me_api
 from zhongtai.rewards import api as rewards_api
 from zhongtai.rewards import console as rewards_console
 from zhongtai.rewards import h5_pages as rewards_h5
@@ -183,6 +185,7 @@ def _include_api_routers(app: FastAPI) -> None:
     app.include_router(trace_api.router)
     app.include_router(members_api.router)
     app.include_router(members_duplicates_api.router)
+    app.include_router(members_me_api.router)
     app.include_router(lottery_api.router)
     app.include_router(flashsale_api.router)
     app.include_router(ledger_api.router)
@@ -211,6 +214,7 @@ def _include_page_routers(app: FastAPI) -> None:
     app.include_router(flashsale_console.router)
     app.include_router(h5_router)
     app.include_router(lottery_h5.router)
+    app.include_router(members_h5.router)
     app.include_router(sales_console.router)
     app.include_router(sales_h5.router)
     app.include_router(report_pages.router)

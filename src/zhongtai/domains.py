@@ -29,6 +29,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.trace.trace_api",
     "zhongtai.members.api",
     "zhongtai.members.duplicates_api",
+    "zhongtai.members.me_api",
     "zhongtai.lottery.api",
     "zhongtai.flashsale.api",
     "zhongtai.ledger.api",

@@ -64,8 +64,9 @@ TYPE_PRIORITY: tuple[IdentifierType, ...] = (
     IdentifierType.DOUYIN_OPENID,
 )
 
-# Where a value came from, most trusted first: ties of profile values are broken in this order.
-SOURCES: tuple[str, ...] = ("console", "pos", "app", "wechat", "alipay", "tmall", "jd", "douyin", "import")
+# Where a value came from, most trusted first: ties of profile values are broken in this order
+# (`h5` is the member's own word in the member centre).
+SOURCES: tuple[str, ...] = ("console", "pos", "app", "wechat", "alipay", "tmall", "jd", "douyin", "import", "h5")
 
 GENDERS = frozenset({"female", "male", "other"})
 CITY_MAX_CHARS = 40

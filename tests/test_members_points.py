@@ -403,3 +403,23 @@ def test_the_lottery_draw_takes_no_tier() -> None:
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         names = {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
         assert not (imported | names) & loyalty_modules, path.name
+
+
+async def test_spend_tiers_count_paid_fen_and_leave_refunded_orders_out(runtime: Runtime) -> None:
+    brand = await make_brand(runtime)
+    await set_rules(runtime, brand, loyalty.RuleDraft("purchase", 0))  # spend counts even with no points
+    tiers = [lr.TierDraft("member", "会员", 0), lr.TierDraft("vip", "贵宾", 50_000, discount_bp=1_000)]
+    draft = loyalty.ProgramDraft("spend", "消费", tiers, qualify_by="spend", downgrade_mode="rolling")
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        await loyalty.do_save_program(session, system_actor(brand.id), draft)
+    member = await new_member(runtime, brand)
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        rule = await loyalty.active_rule(session, "purchase")
+        assert rule is not None
+        await points.do_earn(session, member, rule, source="order:1", points=0, qualifying_fen=49_999)
+        await points.do_earn(session, member, rule, source="order:2", points=0, qualifying_fen=1)
+    assert await tiers_held(runtime, brand, member) == {"spend": "vip"}
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        await points.do_reverse_earning(session, rule="purchase", source="order:2")
+        assert await earning.do_daily(session) == (0, 1)
+    assert await tiers_held(runtime, brand, member) == {"spend": "member"}

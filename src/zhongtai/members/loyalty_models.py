@@ -106,8 +106,9 @@ class PointsLot(TenantOwned, Base):
 
     `(tenant, rule, source)` is unique: one source (a bottle, an order, a day's sign-in) earns once
     per rule. `qualifying_fen` is the spend the earning stands for (purchases), counted by tiers that
-    qualify on spend. A refund sets `reversed_at`, takes back `reversed_amount` and records what it
-    could not take back as `shortfall`; expiry sets `expired_amount`.
+    qualify on spend — also when it earned no points (a lot of 0 with no ledger entry). A refund sets
+    `reversed_at`, takes back `reversed_amount` and records what it could not take back as
+    `shortfall`; expiry sets `expired_amount`.
     """
 
     __tablename__ = "points_lots"
@@ -119,7 +120,7 @@ class PointsLot(TenantOwned, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
-    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)  # None: a purchase that earned 0
     rule: Mapped[str] = mapped_column(String(20))
     source: Mapped[str] = mapped_column(String(120))
     amount: Mapped[int] = mapped_column(BigInteger)

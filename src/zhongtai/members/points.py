@@ -150,7 +150,8 @@ async def do_earn(
     at: datetime | None = None,
 ) -> Earned | None:
     """Give the member `points` for `source` under `rule`, once: a second call for the same rule and
-    source returns the first lot. Nothing is given for 0 points. Tiers are re-evaluated at once."""
+    source returns the first lot. 0 points give nothing, unless they stand for spend (a lot of 0 that
+    spend tiers count). Tiers are re-evaluated at once."""
     if not source or len(source) > 120:
         raise ValidationFailed("An earning needs a source of up to 120 characters.", field="source")
     now = at or utcnow()
@@ -158,12 +159,15 @@ async def do_earn(
     existing = await lot_by_source(session, rule.kind, source)
     if existing is not None:
         return Earned(existing, False)
-    if points <= 0:
+    if points <= 0 and qualifying_fen <= 0:
         return None
-    posted = await _move(session, f"points:earn:{rule.kind}:{source}", "points_earn", member_id, points)
+    entry_id = None
+    if points > 0:
+        posted = await _move(session, f"points:earn:{rule.kind}:{source}", "points_earn", member_id, points)
+        entry_id = posted.entry.id
     lot = PointsLot(
         member_id=member_id,
-        entry_id=posted.entry.id,
+        entry_id=entry_id,
         rule=rule.kind,
         source=source,
         amount=points,

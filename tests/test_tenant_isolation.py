@@ -54,7 +54,9 @@ from zhongtai.flashsale.models import FlashSale
 from zhongtai.ledger import service as ledger
 from zhongtai.lottery import service as lottery
 from zhongtai.lottery.models import LotteryEntry, LotterySession, LotteryStock
-from zhongtai.members import oneid
+from zhongtai.members import loyalty, oneid
+from zhongtai.members.loyalty_models import LoyaltyMembership, LoyaltyProgram
+from zhongtai.members.loyalty_rules import TierDraft
 from zhongtai.members.models import Member, MemberMerge
 from zhongtai.rewards import payouts
 from zhongtai.rewards import service as reward_service
@@ -161,6 +163,7 @@ class Victim:
     payout_batch_id: uuid.UUID | None = None
     member_id: uuid.UUID | None = None
     merge_id: uuid.UUID | None = None
+    loyalty_program_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -194,6 +197,7 @@ class Victim:
             str(self.report_photo_id),
             str(self.member_id),
             str(self.merge_id),
+            str(self.loyalty_program_id),
             self.report_reference,
             str(self.order_id),
             str(self.payment_id),
@@ -241,6 +245,7 @@ PATH_VALUES: dict[str, Any] = {
     "payout_batch_id": lambda v: v.payout_batch_id,
     "member_id": lambda v: v.member_id,
     "merge_id": lambda v: v.merge_id,
+    "program_id": lambda v: v.loyalty_program_id,
     "purpose": lambda v: "marketing_messages",
     "scope": lambda v: v.product_id,
 }
@@ -283,6 +288,12 @@ VICTIM_DOCUMENT: dict[str, Any] = {
 JSON_BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/users/{user_id}"): {"role": "viewer", "is_active": False},
     ("POST", "/api/v1/members/merges/{merge_id}/undo"): {"reason": "hijacked"},
+    ("PUT", "/api/v1/loyalty/programs/{program_id}"): {
+        "code": "VICTIM-LOYALTY",
+        "name": "hijacked",
+        "tiers": [{"code": "t", "name": "t", "threshold": 0}],
+    },
+    ("POST", "/api/v1/members/{member_id}/memberships"): lambda v: {"program_id": str(v.loyalty_program_id)},
     ("PUT", "/api/v1/members/{member_id}/consents/{purpose}"): {"granted": True, "text_version": "hijacked"},
     ("PUT", "/api/v1/consumer/members/me/consents/{purpose}"): {"granted": True, "text_version": "hijacked"},
     ("POST", "/api/v1/members/{member_id}/erase"): {"reason": "hijacked"},
@@ -520,6 +531,10 @@ async def _victim_members(runtime: Runtime, victim: Victim) -> None:
         await oneid.do_link(session, actor, runtime.crypto, identifiers=[phone, union], source="pos")
         (merge,) = await oneid.merges_of(session, first.member.id)
         victim.member_id, victim.merge_id = first.member.id, merge.id
+        program = await loyalty.do_save_program(
+            session, actor, loyalty.ProgramDraft("VICTIM-LOYALTY", "victim", [TierDraft("base", "base", 0)])
+        )
+        victim.loyalty_program_id = program.id
 
 
 async def _victim_rewards(runtime: Runtime, victim: Victim) -> None:
@@ -624,6 +639,8 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
         members = [
             *sorted((await session.execute(select(Member.id, Member.status, Member.merged_into_id))).all()),
             *sorted((await session.execute(select(MemberMerge.id, MemberMerge.undone_at))).all()),
+            *sorted((await session.execute(select(LoyaltyProgram.name, LoyaltyProgram.is_active))).all()),
+            *sorted((await session.execute(select(LoyaltyMembership.member_id, LoyaltyMembership.tier_id))).all()),
         ]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None

@@ -9,6 +9,12 @@ at start, so that all of them know every job topic and every subscriber.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from zhongtai.sales.events import OrderPaid
 
 DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.core.api",
@@ -30,6 +36,8 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.members.api",
     "zhongtai.members.duplicates_api",
     "zhongtai.members.me_api",
+    "zhongtai.members.points_api",
+    "zhongtai.members.earning",  # the points jobs
     "zhongtai.lottery.api",
     "zhongtai.flashsale.api",
     "zhongtai.ledger.api",
@@ -59,6 +67,8 @@ def wire() -> None:
     | sales.events.OrderExpired            | flashsale.return_stock     | puts an unpaid buy's stock back on sale   |
     | sales.events.OrderExpired            | lottery.win_forfeited      | forfeits an unpaid win                    |
     | sales.events.OrderPaid               | lottery.win_paid           | marks a win paid                          |
+    | codes.events.ItemEvent               | members.points             | a first consumer open earns (job, once)   |
+    | sales.events.OrderPaid               | members.points (adapter)   | a paid order earns per yuan (job, once)   |
 
     | page slot (owner)                    | panel                      | what it shows                             |
     |--------------------------------------|----------------------------|-------------------------------------------|
@@ -72,6 +82,7 @@ def wire() -> None:
     from zhongtai.flashsale import service as flashsale
     from zhongtai.kit.panels import register_panel
     from zhongtai.lottery import service as lottery
+    from zhongtai.members import earning as points
     from zhongtai.members.panels import MEMBER_360
     from zhongtai.rewards import grants as rewards
     from zhongtai.rewards import h5_pages as rewards_pages
@@ -84,5 +95,15 @@ def wire() -> None:
     subscribe(OrderExpired, "flashsale.return_stock", flashsale.on_order_expired)
     subscribe(OrderExpired, "lottery.win_forfeited", lottery.on_order_expired)
     subscribe(OrderPaid, "lottery.win_paid", lottery.on_order_paid)
+    subscribe(ItemEvent, "members.points", points.on_item_event)
+    subscribe(OrderPaid, "members.points", _order_paid_to_points)
     register_panel(SCAN_PAGE, "rewards", rewards_pages.red_packet_panel)
     register_panel(MEMBER_360, "sales", sales_pages.member_orders_panel)
+
+
+async def _order_paid_to_points(session: AsyncSession, event: OrderPaid) -> bool:
+    """members sits below sales: it takes a paid order in its own terms."""
+    from zhongtai.members import earning
+
+    paid = earning.PurchasePaid(event.tenant_id, event.order_id, event.consumer_id, event.amount_fen)
+    return await earning.on_purchase_paid(session, paid)

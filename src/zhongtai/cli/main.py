@@ -32,6 +32,8 @@ ledger_app = typer.Typer(no_args_is_help=True, help="The double-entry ledger.")
 app.add_typer(ledger_app, name="ledger")
 flashsale_app = typer.Typer(no_args_is_help=True, help="Flash sales.")
 app.add_typer(flashsale_app, name="flashsale")
+members_app = typer.Typer(no_args_is_help=True, help="Members: points and tiers.")
+app.add_typer(members_app, name="members")
 
 out = Console()
 err = Console(stderr=True)
@@ -200,6 +202,19 @@ def _run_admin(coro: Coroutine[Any, Any, dict[str, Any]]) -> None:
     except AppError as exc:
         raise _fail(exc.message) from exc
     out.print_json(json.dumps(result, default=str))
+
+
+@members_app.command("points-daily")
+def members_points_daily(tenant: Annotated[str, typer.Option(help="tenant code")]) -> None:
+    """Expire a brand's lapsed points and apply tier downgrades that are due (what the daily job does)."""
+    from zhongtai.core.errors import AppError
+    from zhongtai.members.cli import points_daily
+
+    try:
+        result = asyncio.run(points_daily(_settings(), tenant_slug=tenant))
+    except AppError as exc:
+        raise _fail(exc.message) from exc
+    out.print_json(json.dumps(result))
 
 
 @ledger_app.command("recompute")

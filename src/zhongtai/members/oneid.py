@@ -28,6 +28,7 @@ from zhongtai.core.ids import new_id
 from zhongtai.core.models import Consumer
 from zhongtai.core.principals import Principal
 from zhongtai.core.sql import insert_ignore, upsert
+from zhongtai.members import loyalty_merge
 from zhongtai.members import oneid_rules as r
 from zhongtai.members.errors import CapReached, LinkContended, MergeRefused, UnmergeRefused
 from zhongtai.members.models import (
@@ -287,6 +288,7 @@ async def _merge(
         ],
         "merged": {"profile": merged.profile, "updated_at": merged.updated_at.isoformat()},
         "survivor": {"profile_before": before, "profile_after": after, "updated_at": survivor.updated_at.isoformat()},
+        "loyalty": await loyalty_merge.do_move(session, survivor, merged),
     }
     await session.execute(
         update(MemberIdentifier)
@@ -609,6 +611,7 @@ async def do_unmerge(session: AsyncSession, actor: Principal, merge_id: uuid.UUI
             )
             .execution_options(synchronize_session=False)
         )
+    await loyalty_merge.do_restore(session, survivor, merged, snap.get("loyalty"))
     now = utcnow()
     merged.status, merged.merged_into_id = ACTIVE, None
     merged.profile = snap["merged"]["profile"]

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.core.crypto import Crypto
+from zhongtai.members import loyalty, privacy
 from zhongtai.members.models import MemberIdentity
 
 
@@ -54,3 +56,11 @@ async def refresh_statistics(session: AsyncSession) -> None:
     """Refresh the planner's statistics of the identities (PostgreSQL) before a set-based join over them."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("ANALYZE member_identities"))
+
+
+async def benefits_for_consumer(session: AsyncSession, crypto: Crypto, consumer_id: uuid.UUID) -> list[loyalty.Benefit]:
+    """The tier benefits (discount in basis points, birthday gift, free shipping) of the consumer's
+    member, one per program where they hold a tier; none when the consumer is no member. Orders and
+    campaigns read these; the lottery's draw never does (equal odds for every entry)."""
+    member = await privacy.member_for_consumer(session, crypto, consumer_id)
+    return [] if member is None else await loyalty.benefits_for_member(session, member.id)

@@ -68,31 +68,46 @@
     });
   }
 
+  function showPoints(body) {
+    document.getElementById("points-card").hidden = false;
+    document.getElementById("points-balance").textContent = String(body.balance);
+    var soon = (body.expiring || [])[0];
+    document.getElementById("points-expiry").textContent = soon ? text("points_expiring", { points: soon.points, date: day(soon.expires_at) }) : "";
+    var history = document.getElementById("points-history");
+    history.textContent = "";
+    (body.history || []).slice(0, 10).forEach(function (h) {
+      item(history, (h.amount > 0 ? "+" : "") + h.amount + " " + text(h.kind), day(h.posted_at));
+    });
+    empty(history, "points_none");
+  }
+
   function loadLoyalty() {
     call("GET", "/consumer/members/me/memberships").then(function (r) {
-      if (!r.ok || !r.body || !r.body.items || !r.body.items.length) return;
-      var m = r.body.items[0];
+      if (!r.ok || !Array.isArray(r.body) || !r.body.length) return;
+      var m = r.body[0];
       document.getElementById("tier-card").hidden = false;
-      document.getElementById("tier-name").textContent = (m.tier && m.tier.name) || m.program_name || "";
-      if (m.next_tier) {
-        document.getElementById("tier-progress").textContent = text("tier_next", { missing: m.next_tier.missing, tier: m.next_tier.name });
+      document.getElementById("tier-name").textContent = m.tier_name || m.program_name;
+      if (m.next_tier_code && m.next_tier_needs) {
+        document.getElementById("tier-progress").textContent = text("tier_next", { missing: m.next_tier_needs, tier: m.next_tier_name || m.next_tier_code });
       }
       var benefits = document.getElementById("tier-benefits");
-      ((m.tier && m.tier.benefit_labels) || []).forEach(function (b) { item(benefits, b); });
+      if (m.discount_bp) item(benefits, text("discount", { percent: (m.discount_bp / 100).toFixed(m.discount_bp % 100 ? 1 : 0) }));
+      if (m.birthday_gift) item(benefits, text("birthday_gift"));
+      if (m.free_shipping) item(benefits, text("free_shipping"));
     });
     call("GET", "/consumer/members/me/points").then(function (r) {
-      if (!r.ok || !r.body) return;
-      document.getElementById("points-card").hidden = false;
-      document.getElementById("points-balance").textContent = String(r.body.balance);
-      var soon = (r.body.expiry_schedule || [])[0];
-      document.getElementById("points-expiry").textContent = soon ? text("points_expiring", { points: soon.points, date: day(soon.expires_at) }) : "";
-      var history = document.getElementById("points-history");
-      (r.body.history || []).slice(0, 10).forEach(function (h) {
-        item(history, (h.points > 0 ? "+" : "") + h.points + " " + (h.label || h.kind || ""), day(h.at));
-      });
-      empty(history, "points_none");
+      if (r.ok && r.body) showPoints(r.body);
     });
   }
+
+  document.getElementById("sign-in-today").addEventListener("click", function () {
+    var status = document.getElementById("sign-in-status");
+    call("POST", "/consumer/members/me/sign-in").then(function (r) {
+      if (!r.ok) { status.textContent = (r.body && r.body.detail) || text("failed"); return; }
+      status.textContent = text(r.body.is_new ? "signed_in_today" : "signed_in_already", { streak: r.body.streak, earned: r.body.earned });
+      call("GET", "/consumer/members/me/points").then(function (p) { if (p.ok) showPoints(p.body); });
+    });
+  });
 
   function loadLists() {
     call("GET", "/consumer/members/me/bottles").then(function (r) {

@@ -12,7 +12,7 @@ import io
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -54,7 +54,8 @@ from zhongtai.flashsale.models import FlashSale
 from zhongtai.ledger import service as ledger
 from zhongtai.lottery import service as lottery
 from zhongtai.lottery.models import LotteryEntry, LotterySession, LotteryStock
-from zhongtai.members import loyalty, oneid
+from zhongtai.members import duplicates, loyalty, oneid
+from zhongtai.members.duplicate_models import MemberDuplicateSuggestion
 from zhongtai.members.loyalty_models import LoyaltyMembership, LoyaltyProgram
 from zhongtai.members.loyalty_rules import TierDraft
 from zhongtai.members.models import Member, MemberMerge
@@ -102,6 +103,7 @@ PUBLIC_ROUTES = {
     "/epcis/log/{tenant_slug}/verify-demo": "a static page running the public verifier script",
     "/h5/{tenant_slug}/trace-data": "a code's history for the consumer page (public by design, no operators)",
     "/h5/{tenant_slug}/lottery": "a brand's public reservations page (data comes from the member's API calls)",
+    "/h5/{tenant_slug}/me": "the member centre shell; its data comes from the member's API calls",
     "/api/v1/public/{tenant_slug}/lottery/{session_id}/commitment": "a lottery's commitment (public by design)",
     "/api/v1/public/{tenant_slug}/lottery/{session_id}/draw": "a lottery's draw data (public by design, pseudonymous)",
     # The consumer's scan: the Digital Link resolver and the PIN check answer anyone holding the code.
@@ -164,6 +166,7 @@ class Victim:
     member_id: uuid.UUID | None = None
     merge_id: uuid.UUID | None = None
     loyalty_program_id: uuid.UUID | None = None
+    duplicate_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -246,6 +249,8 @@ PATH_VALUES: dict[str, Any] = {
     "member_id": lambda v: v.member_id,
     "merge_id": lambda v: v.merge_id,
     "program_id": lambda v: v.loyalty_program_id,
+    "suggestion_id": lambda v: v.duplicate_id,
+    "action": lambda v: "merge",
     "purpose": lambda v: "marketing_messages",
     "scope": lambda v: v.product_id,
 }
@@ -297,6 +302,9 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/members/{member_id}/consents/{purpose}"): {"granted": True, "text_version": "hijacked"},
     ("PUT", "/api/v1/consumer/members/me/consents/{purpose}"): {"granted": True, "text_version": "hijacked"},
     ("POST", "/api/v1/members/{member_id}/erase"): {"reason": "hijacked"},
+    ("POST", "/api/v1/members/duplicates/{suggestion_id}/merge"): {"reason": "hijacked"},
+    ("POST", "/api/v1/members/duplicates/{suggestion_id}/dismiss"): {"reason": "hijacked"},
+    ("POST", "/api/v1/members/duplicates/{suggestion_id}/undo"): {"reason": "hijacked"},
     ("PATCH", "/api/v1/catalog/products/{product_id}"): {"name": "hijacked"},
     ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
     ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},
@@ -350,6 +358,8 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     },
 }
 FORM_BODIES: dict[str, dict[str, str]] = {
+    "/console/members/duplicates/{suggestion_id}/{action}": {"reason": "hijacked"},
+    "/console/members/merges/{merge_id}/undo": {"reason": "hijacked"},
     "/console/rewards/pools/{pool_id}/fund": {"amount": "1", "idempotency_key": "hijack"},
     "/console/rewards/rules/{rule_id}/active": {"active": "0"},
     "/console/rewards/grants/{grant_id}/review": {"decision": "release", "note": "hijacked"},
@@ -535,6 +545,18 @@ async def _victim_members(runtime: Runtime, victim: Victim) -> None:
             session, actor, loyalty.ProgramDraft("VICTIM-LOYALTY", "victim", [TierDraft("base", "base", 0)])
         )
         victim.loyalty_program_id = program.id
+        twin = oneid.ProfileInput(name="维克多", birthday=date(1990, 1, 2), city="成都")
+        for pos in ("V-POS-1", "V-POS-2"):
+            await oneid.do_link(
+                session,
+                actor,
+                runtime.crypto,
+                identifiers=[oneid.IdentifierInput("pos_member_no", pos, True)],
+                profile=twin,
+                source="pos",
+            )
+        await duplicates.do_scan(session, runtime.crypto)
+        victim.duplicate_id = await session.scalar(select(MemberDuplicateSuggestion.id))
 
 
 async def _victim_rewards(runtime: Runtime, victim: Victim) -> None:
@@ -574,7 +596,9 @@ def _routes(app: Any) -> list[tuple[str, str]]:
     for route in iter_route_contexts(app.router.routes):
         if route.methods is None:
             continue  # mounted static files
-        found.extend((method, str(route.path)) for method in sorted(route.methods) if method != "HEAD")
+        found.extend(
+            (method, str(route.path).replace(":uuid}", "}")) for method in sorted(route.methods) if method != "HEAD"
+        )
     # Signing out ends the attacker's console session, so it goes last.
     return sorted(found, key=lambda item: item[1] == "/console/logout")
 
@@ -641,6 +665,9 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             *sorted((await session.execute(select(MemberMerge.id, MemberMerge.undone_at))).all()),
             *sorted((await session.execute(select(LoyaltyProgram.name, LoyaltyProgram.is_active))).all()),
             *sorted((await session.execute(select(LoyaltyMembership.member_id, LoyaltyMembership.tier_id))).all()),
+            *sorted(
+                (await session.execute(select(MemberDuplicateSuggestion.id, MemberDuplicateSuggestion.status))).all()
+            ),
         ]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None

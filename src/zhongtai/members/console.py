@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from zhongtai.authenticity import queries as scans
-from zhongtai.core.errors import AppError
+from zhongtai.core.errors import AppError, NotFound
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, RuntimeDep
 from zhongtai.kit.page_deps import require_page
@@ -139,6 +139,8 @@ async def decide_duplicate(
             row = await duplicates.do_undo(session, principal, suggestion_id, reason)
             message = tr(request, "The merge was undone; both members are as they were.")
             back = f"/console/members/{row.member_a_id}"
+    except NotFound:
+        raise  # another brand's id, or none: the 404 page, as for any page
     except AppError as exc:
         await session.rollback()
         return redirect_with_flash(request, back, localize_error(request, exc), kind="error")
@@ -151,6 +153,8 @@ async def undo_merge(
 ) -> Response:
     try:
         merge = await oneid.do_unmerge(session, principal, merge_id, reason)
+    except NotFound:
+        raise  # another brand's id, or none: the 404 page, as for any page
     except AppError as exc:
         await session.rollback()
         return redirect_with_flash(request, "/console/members", localize_error(request, exc), kind="error")

@@ -55,7 +55,10 @@ from zhongtai.ledger import service as ledger
 from zhongtai.lottery import service as lottery
 from zhongtai.lottery.models import LotteryEntry, LotterySession, LotteryStock
 from zhongtai.members import oneid
+from zhongtai.members import segments as member_segments
+from zhongtai.members import tags as member_tags
 from zhongtai.members.models import Member, MemberMerge
+from zhongtai.members.segment_models import MemberFacts, MemberSegment
 from zhongtai.rewards import payouts
 from zhongtai.rewards import service as reward_service
 from zhongtai.rewards.models import FeePool, RewardGrant, RewardRule, Withdrawal
@@ -161,6 +164,7 @@ class Victim:
     payout_batch_id: uuid.UUID | None = None
     member_id: uuid.UUID | None = None
     merge_id: uuid.UUID | None = None
+    segment_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -194,6 +198,8 @@ class Victim:
             str(self.report_photo_id),
             str(self.member_id),
             str(self.merge_id),
+            str(self.segment_id),
+            "victim-segment",
             self.report_reference,
             str(self.order_id),
             str(self.payment_id),
@@ -241,6 +247,8 @@ PATH_VALUES: dict[str, Any] = {
     "payout_batch_id": lambda v: v.payout_batch_id,
     "member_id": lambda v: v.member_id,
     "merge_id": lambda v: v.merge_id,
+    "segment_id": lambda v: v.segment_id,
+    "tag": lambda v: "victim-tag",
     "purpose": lambda v: "marketing_messages",
     "scope": lambda v: v.product_id,
 }
@@ -286,6 +294,7 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/members/{member_id}/consents/{purpose}"): {"granted": True, "text_version": "hijacked"},
     ("PUT", "/api/v1/consumer/members/me/consents/{purpose}"): {"granted": True, "text_version": "hijacked"},
     ("POST", "/api/v1/members/{member_id}/erase"): {"reason": "hijacked"},
+    ("PATCH", "/api/v1/members/segments/{segment_id}"): {"name": "hijacked", "expression": "scans >= 0"},
     ("PATCH", "/api/v1/catalog/products/{product_id}"): {"name": "hijacked"},
     ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
     ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},
@@ -520,6 +529,10 @@ async def _victim_members(runtime: Runtime, victim: Victim) -> None:
         await oneid.do_link(session, actor, runtime.crypto, identifiers=[phone, union], source="pos")
         (merge,) = await oneid.merges_of(session, first.member.id)
         victim.member_id, victim.merge_id = first.member.id, merge.id
+        await member_tags.do_create_tag(session, "victim-tag", "manual", None)
+        await member_tags.do_assign(session, actor, "victim-tag", first.member.id)
+        segment = await member_segments.do_create_segment(session, victim.brand.id, "victim-segment", "scans >= 0")
+        victim.segment_id = segment.id
 
 
 async def _victim_rewards(runtime: Runtime, victim: Victim) -> None:
@@ -624,6 +637,8 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
         members = [
             *sorted((await session.execute(select(Member.id, Member.status, Member.merged_into_id))).all()),
             *sorted((await session.execute(select(MemberMerge.id, MemberMerge.undone_at))).all()),
+            *sorted((await session.execute(select(MemberSegment.id, MemberSegment.expression))).all()),
+            *sorted((await session.execute(select(MemberFacts.member_id, MemberFacts.tags))).all()),
         ]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None

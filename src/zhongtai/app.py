@@ -46,6 +46,7 @@ from zhongtai.lottery import console as lottery_console
 from zhongtai.lottery import h5 as lottery_h5
 from zhongtai.members import api as members_api
 from zhongtai.members import console as members_console
+from zhongtai.members import segments_api as members_segments_api
 from zhongtai.rewards import api as rewards_api
 from zhongtai.rewards import console as rewards_console
 from zhongtai.rewards import h5_pages as rewards_h5
@@ -180,6 +181,7 @@ def _include_api_routers(app: FastAPI) -> None:
     app.include_router(epcis_api.router)
     app.include_router(trace_log_api.router)
     app.include_router(trace_api.router)
+    app.include_router(members_segments_api.router)  # before /members/{member_id}
     app.include_router(members_api.router)
     app.include_router(lottery_api.router)
     app.include_router(flashsale_api.router)

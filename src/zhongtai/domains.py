@@ -9,6 +9,12 @@ at start, so that all of them know every job topic and every subscriber.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from zhongtai.sales.events import OrderPaid
 
 DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.core.api",
@@ -28,6 +34,9 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.trace.producers",
     "zhongtai.trace.trace_api",
     "zhongtai.members.api",
+    "zhongtai.members.segments_api",
+    "zhongtai.members.touches",  # the members.touch job
+    "zhongtai.members.lifecycle",  # the daily lifecycle job
     "zhongtai.lottery.api",
     "zhongtai.flashsale.api",
     "zhongtai.ledger.api",
@@ -57,6 +66,8 @@ def wire() -> None:
     | sales.events.OrderExpired            | flashsale.return_stock     | puts an unpaid buy's stock back on sale   |
     | sales.events.OrderExpired            | lottery.win_forfeited      | forfeits an unpaid win                    |
     | sales.events.OrderPaid               | lottery.win_paid           | marks a win paid                          |
+    | codes.events.ItemEvent               | members.touch              | a consumer's opening is a scan touch      |
+    | sales.events.OrderPaid               | members.touch              | a paid order is a purchase touch          |
     """
     from zhongtai.authenticity.panels import SCAN_PAGE
     from zhongtai.channel.events import DiversionPenalized, DiversionResolved
@@ -65,6 +76,7 @@ def wire() -> None:
     from zhongtai.flashsale import service as flashsale
     from zhongtai.kit.panels import register_panel
     from zhongtai.lottery import service as lottery
+    from zhongtai.members import touches as member_touches
     from zhongtai.rewards import grants as rewards
     from zhongtai.rewards import h5_pages as rewards_pages
     from zhongtai.sales.events import OrderExpired, OrderPaid
@@ -75,4 +87,23 @@ def wire() -> None:
     subscribe(OrderExpired, "flashsale.return_stock", flashsale.on_order_expired)
     subscribe(OrderExpired, "lottery.win_forfeited", lottery.on_order_expired)
     subscribe(OrderPaid, "lottery.win_paid", lottery.on_order_paid)
+    subscribe(ItemEvent, "members.touch", member_touches.on_item_event)
+    subscribe(OrderPaid, "members.touch", _order_paid_touch)
     register_panel(SCAN_PAGE, "rewards", rewards_pages.red_packet_panel)
+
+
+async def _order_paid_touch(session: AsyncSession, event: OrderPaid) -> None:
+    """Adapter: members sits below sales, so a paid order reaches it as members' own `ConsumerTouch`."""
+    from zhongtai.core.clock import utcnow
+    from zhongtai.members import touches as member_touches
+
+    touch = member_touches.ConsumerTouch(
+        tenant_id=event.tenant_id,
+        consumer_id=event.consumer_id,
+        kind="purchase",
+        ref=f"order:{event.order_id}",
+        at=utcnow(),
+        channel=event.source,
+        amount_fen=event.amount_fen,
+    )
+    await member_touches.on_consumer_touch(session, touch)

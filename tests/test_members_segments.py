@@ -7,6 +7,7 @@ with random facts (some missing), and expects the very same members.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from datetime import date, datetime, timedelta
@@ -659,6 +660,21 @@ async def test_segments_tags_and_lifecycle_api(runtime: Runtime, client: httpx.A
     assert ran.json() == {"members": 3, "transitions": 0}
     assert (await client.get(f"{base}/lifecycle/settings", headers=other_token)).json()["at_risk_days"] == 45
 
+    # Touches from outside the platform: once per kind and ref.
+    called = await client.post(
+        f"{base}/{third}/touches", json={"kind": "guide_call", "ref": "call-1", "channel": "store"}, headers=token
+    )
+    assert called.status_code == 201, called.text
+    assert (called.json()["is_new"], called.json()["touch"]["channel"]) == (True, "store")
+    again = await client.post(f"{base}/{third}/touches", json={"kind": "guide_call", "ref": "call-1"}, headers=token)
+    assert (again.status_code, again.json()["is_new"]) == (200, False)
+    wrong_kind = await client.post(f"{base}/{third}/touches", json={"kind": "fax", "ref": "f"}, headers=token)
+    assert wrong_kind.status_code == 422
+    assert "Unknown touch kind 'fax'" in wrong_kind.json()["detail"]
+    facts_shown = (await client.get(f"{base}/{third}/facts", headers=token)).json()
+    assert [t["kind"] for t in facts_shown["touches"]] == ["guide_call", "purchase"]
+    assert facts_shown["facts"]["channels"] == ["store"]
+
     assert (await client.delete(f"{base}/segments/{segment_id}", headers=token)).status_code == 204
     assert (await client.get(f"{base}/segments/{segment_id}", headers=token)).status_code == 404
 
@@ -681,3 +697,17 @@ async def test_cli_runs_a_brand_now_and_schedules_every_brand_once_a_day(runtime
     assert len(await _transitions(runtime, brand)) == 2
     async with runtime.db.read_session(tenant_id=brand.id) as session:
         assert (await facts.read_settings(session)).lifecycle_ran_on == facts.today()
+
+
+async def test_concurrent_touches_of_one_member_are_all_counted(runtime: Runtime) -> None:
+    brand = await make_brand(runtime)
+    (member_id,) = await _members(runtime, brand, 1, random.Random(8))
+    now = utcnow()
+    refs = [f"scan-{n}" for n in range(6)] + ["scan-0", "scan-1"]  # two retries race their originals
+    recorded = await asyncio.gather(*(_touch(runtime, brand, member_id, "scan", now, ref) for ref in refs))
+    assert sorted(recorded) == [False, False, True, True, True, True, True, True]
+    async with runtime.db.read_session(tenant_id=brand.id) as session:
+        row = await touches.facts_of(session, member_id)
+        assert row is not None
+        assert (row.scans, row.seq) == (6, 1)
+        assert await session.scalar(select(func.count()).select_from(MemberFacts)) == 1

@@ -295,6 +295,7 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/consumer/members/me/consents/{purpose}"): {"granted": True, "text_version": "hijacked"},
     ("POST", "/api/v1/members/{member_id}/erase"): {"reason": "hijacked"},
     ("PATCH", "/api/v1/members/segments/{segment_id}"): {"name": "hijacked", "expression": "scans >= 0"},
+    ("POST", "/api/v1/members/{member_id}/touches"): {"kind": "message", "ref": "hijacked"},
     ("PATCH", "/api/v1/catalog/products/{product_id}"): {"name": "hijacked"},
     ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
     ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},

@@ -179,38 +179,67 @@ def _normalised(value: Any) -> Any:
     return value
 
 
+async def _locked_rows(
+    session: AsyncSession, tenant_id: uuid.UUID, members: dict[uuid.UUID, Member], at: datetime
+) -> list[MemberFacts]:
+    """The members' facts rows, created if missing, locked in member order.
+
+    The lock makes concurrent refreshes of one member take turns, so each aggregates the touches the
+    other committed (no lost count). A row two transactions create at once is inserted once; the
+    loser's `seq` stays unused, which a bitmap does not mind."""
+    ids = sorted(members)
+    known = set(await session.scalars(select(MemberFacts.member_id).where(MemberFacts.member_id.in_(ids))))
+    missing = [i for i in ids if i not in known]
+    if missing:
+        seqs = await _next_seqs(session, tenant_id, len(missing))
+        await session.execute(
+            insert_ignore(session, MemberFacts, "tenant_id", "member_id").values(
+                [_new_row(tenant_id, members[i], seq, at) for i, seq in zip(missing, seqs, strict=True)]
+            )
+        )
+    rows = await session.scalars(
+        select(MemberFacts)
+        .where(MemberFacts.member_id.in_(ids))
+        .order_by(MemberFacts.member_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
+
+
+def _new_row(tenant_id: uuid.UUID, member: Member, seq: int, at: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "tenant_id": tenant_id,
+        "member_id": member.id,
+        "seq": seq,
+        "is_active": True,
+        "stage": "new",
+        "stage_since": local_date(member.created_at),
+        "scans": 0,
+        "purchases": 0,
+        "spend_fen": 0,
+        "channels": [],
+        "tags": [],
+        "joined_at": member.created_at,
+        "updated_at": at,
+    }
+
+
 async def do_refresh_facts(
     session: AsyncSession, tenant_id: uuid.UUID, member_ids: Iterable[uuid.UUID], *, at: datetime | None = None
 ) -> list[MemberFacts]:
     """Recompute the facts of these members from their sources (creating missing rows with a fresh
-    `seq`) and stamp `updated_at` on the rows whose values changed."""
-    ids = sorted(set(member_ids))
-    if not ids:
-        return []
+    `seq`) and stamp `updated_at` on the rows whose values changed. Rows come back in member order."""
     now = at or utcnow()
-    members = {m.id: m for m in await session.scalars(select(Member).where(Member.id.in_(ids)))}
-    existing = {
-        f.member_id: f for f in await session.scalars(select(MemberFacts).where(MemberFacts.member_id.in_(ids)))
-    }
-    missing = [i for i in ids if i in members and i not in existing]
-    for member_id, seq in zip(missing, await _next_seqs(session, tenant_id, len(missing)), strict=True):
-        member = members[member_id]
-        row = MemberFacts(
-            tenant_id=tenant_id,
-            member_id=member_id,
-            seq=seq,
-            stage="new",
-            stage_since=local_date(member.created_at),
-            channels=[],
-            tags=[],
-            joined_at=member.created_at,
-            updated_at=now,
-        )
-        session.add(row)
-        existing[member_id] = row
+    wanted = sorted(set(member_ids))
+    members = {m.id: m for m in await session.scalars(select(Member).where(Member.id.in_(wanted)))} if wanted else {}
+    if not members:
+        return []
+    rows = await _locked_rows(session, tenant_id, members, now)
+    ids = [row.member_id for row in rows]
     touches = await _touch_values(session, ids)
     manual = await _manual_tags(session, ids)
-    rows = [existing[i] for i in ids if i in existing]
     for row in rows:
         member = members[row.member_id]
         is_active = member.status == ACTIVE_MEMBER

@@ -129,6 +129,19 @@ class TouchOut(BaseModel):
         return cls(kind=row.kind, ref=row.ref, channel=row.channel, amount_fen=row.amount_fen, at=row.at)
 
 
+class TouchIn(RequestBody):
+    kind: str = Field(description="purchase, scan, guide_call, message or app_visit")
+    ref: str = Field(min_length=1, max_length=120, description="the producer's reference; one touch per kind and ref")
+    at: datetime | None = Field(default=None, description="when it happened (now if left out)")
+    channel: str | None = Field(default=None, max_length=30)
+    amount_fen: int = Field(default=0, ge=0)
+
+
+class TouchRecordedOut(BaseModel):
+    is_new: bool
+    touch: TouchOut
+
+
 class FactsOut(BaseModel):
     member_id: uuid.UUID
     facts: dict[str, Any] = Field(description="the facts expressions see today (missing ones left out)")

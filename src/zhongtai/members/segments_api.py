@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
+from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import NotFound
 from zhongtai.core.principals import Principal
 from zhongtai.core.web import DbSession, require
@@ -32,7 +33,9 @@ from zhongtai.members.segment_schemas import (
     TagOut,
     ThresholdsIn,
     ThresholdsOut,
+    TouchIn,
     TouchOut,
+    TouchRecordedOut,
     TransitionOut,
 )
 
@@ -164,6 +167,32 @@ async def member_facts(member_id: uuid.UUID, session: DbSession, _: SegmentsRead
         touches=[TouchOut.of(t) for t in await touches.touches_of(session, member.id)],
         tag_log=[TagLogOut.of(log, name) for log, name in await tags.log_of(session, member.id)],
     )
+
+
+@router.post(
+    "/{member_id}/touches",
+    response_model=TouchRecordedOut,
+    status_code=201,
+    responses={200: {"model": TouchRecordedOut, "description": "this kind and ref was recorded before"}},
+)
+async def record_touch(
+    member_id: uuid.UUID, body: TouchIn, session: DbSession, _: SegmentsWriter, response: Response
+) -> TouchRecordedOut:
+    """Record a touch from outside the platform (a guide's call, a message sent, an app visit)."""
+    member = await oneid.get_member(session, member_id)
+    is_new = await touches.record_touch(
+        session,
+        member.id,
+        body.kind,
+        body.at or utcnow(),
+        body.ref,
+        channel=body.channel,
+        amount_fen=body.amount_fen,
+    )
+    if not is_new:
+        response.status_code = 200
+    touch = await touches.touch_by_ref(session, body.kind, body.ref)
+    return TouchRecordedOut(is_new=is_new, touch=TouchOut.of(touch))
 
 
 @router.get("/lifecycle/settings", response_model=ThresholdsOut)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zhongtai.codes.events import ItemEvent
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
-from zhongtai.core.errors import ValidationFailed
+from zhongtai.core.errors import NotFound, ValidationFailed
 from zhongtai.core.ids import new_id
 from zhongtai.core.jobs import JobContext, enqueue, job_handler
 from zhongtai.core.settings import Settings
@@ -100,6 +100,13 @@ async def touches_of(session: AsyncSession, member_id: uuid.UUID, limit: int = 1
         select(MemberTouch).where(MemberTouch.member_id == member_id).order_by(MemberTouch.at.desc()).limit(limit)
     )
     return list(rows)
+
+
+async def touch_by_ref(session: AsyncSession, kind: str, ref: str) -> MemberTouch:
+    touch = await session.scalar(select(MemberTouch).where(MemberTouch.kind == kind, MemberTouch.ref == ref))
+    if touch is None:
+        raise NotFound("No such touch.")
+    return touch
 
 
 async def facts_of(session: AsyncSession, member_id: uuid.UUID) -> MemberFacts | None:

@@ -21,6 +21,7 @@ from zhongtai.core.clock import utcnow
 from zhongtai.core.ids import new_id
 from zhongtai.core.sql import insert_ignore
 from zhongtai.members import expressions as ex
+from zhongtai.members import segment_models as m
 from zhongtai.members.models import Member
 from zhongtai.members.rules import age_on
 from zhongtai.members.segment_models import (
@@ -62,7 +63,12 @@ async def read_settings(session: AsyncSession) -> MemberLifecycleSettings:
     """The brand's settings for reading: its row, or the defaults (not stored) when it has none."""
     row = await session.scalar(select(MemberLifecycleSettings))
     return row or MemberLifecycleSettings(
-        new_days=30, at_risk_days=45, dormant_days=90, churned_days=180, last_seq=0, lifecycle_ran_on=None
+        new_days=m.DEFAULT_NEW_DAYS,
+        at_risk_days=m.DEFAULT_AT_RISK_DAYS,
+        dormant_days=m.DEFAULT_DORMANT_DAYS,
+        churned_days=m.DEFAULT_CHURNED_DAYS,
+        last_seq=0,
+        lifecycle_ran_on=None,
     )
 
 

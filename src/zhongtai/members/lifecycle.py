@@ -24,6 +24,7 @@ from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import ValidationFailed
 from zhongtai.core.jobs import JobContext, enqueue, job_handler
 from zhongtai.members import facts, segments
+from zhongtai.members import segment_models as m
 from zhongtai.members.segment_models import MemberFacts, MemberLifecycleSettings, MemberStageTransition
 
 LIFECYCLE_TOPIC = "members.lifecycle"
@@ -34,10 +35,10 @@ LAPSED = frozenset({DORMANT, CHURNED})
 
 @dataclass(frozen=True)
 class Thresholds:
-    new_days: int = 30
-    at_risk_days: int = 45
-    dormant_days: int = 90
-    churned_days: int = 180
+    new_days: int = m.DEFAULT_NEW_DAYS
+    at_risk_days: int = m.DEFAULT_AT_RISK_DAYS
+    dormant_days: int = m.DEFAULT_DORMANT_DAYS
+    churned_days: int = m.DEFAULT_CHURNED_DAYS
 
     @classmethod
     def of(cls, row: MemberLifecycleSettings) -> Thresholds:

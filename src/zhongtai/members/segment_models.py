@@ -85,6 +85,9 @@ class MemberFacts(TenantOwned, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+DEFAULT_NEW_DAYS, DEFAULT_AT_RISK_DAYS, DEFAULT_DORMANT_DAYS, DEFAULT_CHURNED_DAYS = 30, 45, 90, 180
+
+
 class MemberLifecycleSettings(TenantOwned, Base):
     """A brand's lifecycle thresholds (days without a touch), the last day the daily job ran, and the
     counter that hands out `member_facts.seq`."""
@@ -93,10 +96,10 @@ class MemberLifecycleSettings(TenantOwned, Base):
     __table_args__ = (UniqueConstraint("tenant_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    new_days: Mapped[int] = mapped_column(Integer, default=30)
-    at_risk_days: Mapped[int] = mapped_column(Integer, default=45)
-    dormant_days: Mapped[int] = mapped_column(Integer, default=90)
-    churned_days: Mapped[int] = mapped_column(Integer, default=180)
+    new_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_NEW_DAYS)
+    at_risk_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_AT_RISK_DAYS)
+    dormant_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_DORMANT_DAYS)
+    churned_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_CHURNED_DAYS)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     lifecycle_ran_on: Mapped[date | None] = mapped_column(Date, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -100,11 +100,11 @@ async def test_the_platforms_events_need_a_subscriber() -> None:
 def test_wire_registers_every_subscriber_and_panel_once() -> None:
     domains.wire()
     domains.wire()  # again: replaces, never doubles
-    assert de.subscriber_names(ItemEvent) == ["rewards", "members.points"]
+    assert de.subscriber_names(ItemEvent) == ["rewards", "members.points", "members.touch"]
     assert de.subscriber_names(DiversionPenalized) == ["rewards"]
     assert de.subscriber_names(DiversionResolved) == ["rewards"]
     assert sorted(de.subscriber_names(OrderExpired)) == ["flashsale.return_stock", "lottery.win_forfeited"]
-    assert de.subscriber_names(OrderPaid) == ["lottery.win_paid", "members.points"]
+    assert de.subscriber_names(OrderPaid) == ["lottery.win_paid", "members.points", "members.touch"]
     assert panels.panel_names("authenticity.scan_page") == ["rewards"]
 
 

@@ -55,10 +55,13 @@ from zhongtai.ledger import service as ledger
 from zhongtai.lottery import service as lottery
 from zhongtai.lottery.models import LotteryEntry, LotterySession, LotteryStock
 from zhongtai.members import duplicates, loyalty, oneid
+from zhongtai.members import segments as member_segments
+from zhongtai.members import tags as member_tags
 from zhongtai.members.duplicate_models import MemberDuplicateSuggestion
 from zhongtai.members.loyalty_models import LoyaltyMembership, LoyaltyProgram
 from zhongtai.members.loyalty_rules import TierDraft
 from zhongtai.members.models import Member, MemberMerge
+from zhongtai.members.segment_models import MemberFacts, MemberSegment
 from zhongtai.rewards import payouts
 from zhongtai.rewards import service as reward_service
 from zhongtai.rewards.models import FeePool, RewardGrant, RewardRule, Withdrawal
@@ -167,6 +170,7 @@ class Victim:
     merge_id: uuid.UUID | None = None
     loyalty_program_id: uuid.UUID | None = None
     duplicate_id: uuid.UUID | None = None
+    segment_id: uuid.UUID | None = None
 
     def secrets(self) -> list[str]:
         """Strings of the victim that must never appear in another tenant's responses."""
@@ -201,6 +205,8 @@ class Victim:
             str(self.member_id),
             str(self.merge_id),
             str(self.loyalty_program_id),
+            str(self.segment_id),
+            "victim-segment",
             self.report_reference,
             str(self.order_id),
             str(self.payment_id),
@@ -251,6 +257,8 @@ PATH_VALUES: dict[str, Any] = {
     "program_id": lambda v: v.loyalty_program_id,
     "suggestion_id": lambda v: v.duplicate_id,
     "action": lambda v: "merge",
+    "segment_id": lambda v: v.segment_id,
+    "tag": lambda v: "victim-tag",
     "purpose": lambda v: "marketing_messages",
     "scope": lambda v: v.product_id,
 }
@@ -305,6 +313,8 @@ JSON_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/members/duplicates/{suggestion_id}/merge"): {"reason": "hijacked"},
     ("POST", "/api/v1/members/duplicates/{suggestion_id}/dismiss"): {"reason": "hijacked"},
     ("POST", "/api/v1/members/duplicates/{suggestion_id}/undo"): {"reason": "hijacked"},
+    ("PATCH", "/api/v1/members/segments/{segment_id}"): {"name": "hijacked", "expression": "scans >= 0"},
+    ("POST", "/api/v1/members/{member_id}/touches"): {"kind": "message", "ref": "hijacked"},
     ("PATCH", "/api/v1/catalog/products/{product_id}"): {"name": "hijacked"},
     ("POST", "/api/v1/catalog/products/{product_id}/lots"): {"lot_number": "HIJACK1"},
     ("PATCH", "/api/v1/catalog/lots/{lot_id}"): {"factory": "hijacked"},
@@ -557,6 +567,10 @@ async def _victim_members(runtime: Runtime, victim: Victim) -> None:
             )
         await duplicates.do_scan(session, runtime.crypto)
         victim.duplicate_id = await session.scalar(select(MemberDuplicateSuggestion.id))
+        await member_tags.do_create_tag(session, "victim-tag", "manual", None)
+        await member_tags.do_assign(session, actor, "victim-tag", first.member.id)
+        segment = await member_segments.do_create_segment(session, victim.brand.id, "victim-segment", "scans >= 0")
+        victim.segment_id = segment.id
 
 
 async def _victim_rewards(runtime: Runtime, victim: Victim) -> None:
@@ -668,6 +682,8 @@ async def _snapshot(runtime: Runtime, brand: Brand) -> dict[str, Any]:
             *sorted(
                 (await session.execute(select(MemberDuplicateSuggestion.id, MemberDuplicateSuggestion.status))).all()
             ),
+            *sorted((await session.execute(select(MemberSegment.id, MemberSegment.expression))).all()),
+            *sorted((await session.execute(select(MemberFacts.member_id, MemberFacts.tags))).all()),
         ]
         tenant = await session.get(Tenant, brand.id)
         assert tenant is not None

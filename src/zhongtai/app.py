@@ -50,6 +50,7 @@ from zhongtai.members import duplicates_api as members_duplicates_api
 from zhongtai.members import h5 as members_h5
 from zhongtai.members import me_api as members_me_api
 from zhongtai.members import points_api as members_points_api
+from zhongtai.members import segments_api as members_segments_api
 from zhongtai.rewards import api as rewards_api
 from zhongtai.rewards import console as rewards_console
 from zhongtai.rewards import h5_pages as rewards_h5
@@ -184,6 +185,7 @@ def _include_api_routers(app: FastAPI) -> None:
     app.include_router(epcis_api.router)
     app.include_router(trace_log_api.router)
     app.include_router(trace_api.router)
+    app.include_router(members_segments_api.router)  # before /members/{member_id}
     app.include_router(members_api.router)
     app.include_router(members_duplicates_api.router)
     app.include_router(members_me_api.router)

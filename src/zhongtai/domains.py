@@ -38,6 +38,9 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "zhongtai.members.me_api",
     "zhongtai.members.points_api",
     "zhongtai.members.earning",  # the points jobs
+    "zhongtai.members.segments_api",
+    "zhongtai.members.touches",  # the members.touch job
+    "zhongtai.members.lifecycle",  # the daily lifecycle job
     "zhongtai.lottery.api",
     "zhongtai.flashsale.api",
     "zhongtai.ledger.api",
@@ -70,6 +73,9 @@ def wire() -> None:
     | codes.events.ItemEvent               | members.points             | a first consumer open earns (job, once)   |
     | sales.events.OrderPaid               | members.points (adapter)   | a paid order earns per yuan (job, once)   |
 
+    | codes.events.ItemEvent               | members.touch              | a consumer's opening is a scan touch      |
+    | sales.events.OrderPaid               | members.touch              | a paid order is a purchase touch          |
+
     | page slot (owner)                    | panel                      | what it shows                             |
     |--------------------------------------|----------------------------|-------------------------------------------|
     | authenticity.scan_page               | rewards                    | the red packet a first open earned        |
@@ -83,6 +89,7 @@ def wire() -> None:
     from zhongtai.kit.panels import register_panel
     from zhongtai.lottery import service as lottery
     from zhongtai.members import earning as points
+    from zhongtai.members import touches as member_touches
     from zhongtai.members.panels import MEMBER_360
     from zhongtai.rewards import grants as rewards
     from zhongtai.rewards import h5_pages as rewards_pages
@@ -97,6 +104,8 @@ def wire() -> None:
     subscribe(OrderPaid, "lottery.win_paid", lottery.on_order_paid)
     subscribe(ItemEvent, "members.points", points.on_item_event)
     subscribe(OrderPaid, "members.points", _order_paid_to_points)
+    subscribe(ItemEvent, "members.touch", member_touches.on_item_event)
+    subscribe(OrderPaid, "members.touch", _order_paid_touch)
     register_panel(SCAN_PAGE, "rewards", rewards_pages.red_packet_panel)
     register_panel(MEMBER_360, "sales", sales_pages.member_orders_panel)
 
@@ -107,3 +116,20 @@ async def _order_paid_to_points(session: AsyncSession, event: OrderPaid) -> bool
 
     paid = earning.PurchasePaid(event.tenant_id, event.order_id, event.consumer_id, event.amount_fen)
     return await earning.on_purchase_paid(session, paid)
+
+
+async def _order_paid_touch(session: AsyncSession, event: OrderPaid) -> None:
+    """Adapter: members sits below sales, so a paid order reaches it as members' own `ConsumerTouch`."""
+    from zhongtai.core.clock import utcnow
+    from zhongtai.members import touches as member_touches
+
+    touch = member_touches.ConsumerTouch(
+        tenant_id=event.tenant_id,
+        consumer_id=event.consumer_id,
+        kind="purchase",
+        ref=f"order:{event.order_id}",
+        at=utcnow(),
+        channel=event.source,
+        amount_fen=event.amount_fen,
+    )
+    await member_touches.on_consumer_touch(session, touch)

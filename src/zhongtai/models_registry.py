@@ -14,6 +14,7 @@ from zhongtai.lottery import models as _lottery_models  # noqa: F401
 from zhongtai.members import duplicate_models as _members_duplicate_models  # noqa: F401
 from zhongtai.members import loyalty_models as _members_loyalty_models  # noqa: F401
 from zhongtai.members import models as _members_models  # noqa: F401
+from zhongtai.members import segment_models as _members_segment_models  # noqa: F401
 from zhongtai.rewards import models as _rewards_models  # noqa: F401
 from zhongtai.sales import models as _sales_models  # noqa: F401
 from zhongtai.trace import log_models as _trace_log_models  # noqa: F401

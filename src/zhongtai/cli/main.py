@@ -30,10 +30,10 @@ lottery_app = typer.Typer(no_args_is_help=True, help="Reservation lotteries.")
 app.add_typer(lottery_app, name="lottery")
 ledger_app = typer.Typer(no_args_is_help=True, help="The double-entry ledger.")
 app.add_typer(ledger_app, name="ledger")
+members_app = typer.Typer(no_args_is_help=True, help="Members: points and tiers, lifecycle, tags and segments.")
+app.add_typer(members_app, name="members")
 flashsale_app = typer.Typer(no_args_is_help=True, help="Flash sales.")
 app.add_typer(flashsale_app, name="flashsale")
-members_app = typer.Typer(no_args_is_help=True, help="Members: points and tiers.")
-app.add_typer(members_app, name="members")
 
 out = Console()
 err = Console(stderr=True)
@@ -234,6 +234,18 @@ def ledger_recompute(
     out.print_json(json.dumps(result, default=str))
     if not result["ok"] and not result["repaired"]:
         raise typer.Exit(1)
+
+
+@members_app.command("lifecycle")
+def members_lifecycle(
+    tenant: Annotated[
+        str | None, typer.Option(help="run this brand's lifecycle now (else: schedule every brand)")
+    ] = None,
+) -> None:
+    """Move members between lifecycle stages, score RFM, refresh tags and segments (once a day)."""
+    from zhongtai.members.cli import run_lifecycle
+
+    _run_admin(run_lifecycle(_settings(), tenant_slug=tenant))
 
 
 @app.command()

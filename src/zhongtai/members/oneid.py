@@ -28,7 +28,7 @@ from zhongtai.core.ids import new_id
 from zhongtai.core.models import Consumer
 from zhongtai.core.principals import Principal
 from zhongtai.core.sql import insert_ignore, upsert
-from zhongtai.members import loyalty_merge
+from zhongtai.members import facts, loyalty_merge
 from zhongtai.members import oneid_rules as r
 from zhongtai.members.errors import CapReached, LinkContended, MergeRefused, UnmergeRefused
 from zhongtai.members.models import (
@@ -308,6 +308,7 @@ async def _merge(
     )
     session.add(record)
     await session.flush()
+    await facts.on_merged(session, survivor, merged)
     await audit.record(
         session,
         actor,
@@ -629,6 +630,7 @@ async def do_unmerge(session: AsyncSession, actor: Principal, merge_id: uuid.UUI
     survivor.updated_at = datetime.fromisoformat(snap["survivor"]["updated_at"]) if untouched else now
     merge.undone_at, merge.undone_by, merge.undo_reason = now, actor.label[:254], why[:300]
     await session.flush()
+    await facts.on_unmerged(session, survivor, merged)
     await audit.record(
         session,
         actor,

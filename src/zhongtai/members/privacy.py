@@ -26,7 +26,7 @@ from zhongtai.core.crypto import Crypto
 from zhongtai.core.errors import NotFound, ValidationFailed
 from zhongtai.core.models import Consumer
 from zhongtai.core.principals import Principal, PrincipalKind
-from zhongtai.members import consent, oneid, service
+from zhongtai.members import consent, facts, oneid, service
 from zhongtai.members import oneid_rules as r
 from zhongtai.members.models import Member, MemberErasure, MemberIdentifier, MemberIdentity, MemberMerge
 from zhongtai.members.schemas import IdentityOut
@@ -202,6 +202,7 @@ async def do_erase(
     now = utcnow()
     for one in family:
         one.profile, one.status, one.updated_at = {}, oneid.ERASED, now
+    await facts.on_erased(session, family)
     by_member = actor.kind is PrincipalKind.CONSUMER
     label = SELF_LABEL if by_member else actor.label[:254]
     summary = {

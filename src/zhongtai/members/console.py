@@ -17,7 +17,7 @@ from zhongtai.core.web import DbSession, RuntimeDep
 from zhongtai.kit.page_deps import require_page
 from zhongtai.kit.panels import render_panels
 from zhongtai.kit.rendering import PER_PAGE, localize_error, redirect_with_flash, render, tr
-from zhongtai.members import consent, duplicates, oneid, privacy, rules, service
+from zhongtai.members import consent, duplicates, lifecycle, loyalty, oneid, points, privacy, rules, service, touches
 from zhongtai.members import oneid_rules as r
 from zhongtai.members.duplicate_models import MemberDuplicateSuggestion
 from zhongtai.members.duplicates_api import queue_scan
@@ -34,6 +34,21 @@ PageNo = Annotated[int, Query(ge=1, le=100_000)]
 
 FIELD_LABELS = {"name": "Name", "birthday": "Birthday", "gender": "Gender", "city": "City", "address": "Address"}
 AGREEMENT_LABELS = {"exact": "Same", "similar": "Similar", "different": "Different", "missing": "Unknown"}
+STAGE_LABELS = {
+    "new": "New",
+    "active": "Active",
+    "at_risk": "At risk",
+    "dormant": "Dormant",
+    "churned": "Churned",
+    "won_back": "Won back",
+}
+TOUCH_LABELS = {
+    "purchase": "Purchase",
+    "scan": "Verified scan",
+    "guide_call": "Guide call",
+    "message": "Message",
+    "app_visit": "App visit",
+}
 SUGGESTION_STATUSES = {"open": "To review", "merged": "Merged", "dismissed": "Dismissed", "stale": "Stale"}
 
 
@@ -174,6 +189,7 @@ async def member_page(request: Request, session: DbSession, principal: MembersRe
     recent_scans, scan_total = await scans.scans_of_consumers(session, consumer_ids, limit=10)
     wallets = [await payouts.wallet_summary(session, f"consumer:{c}") for c in consumer_ids]
     context = MemberPanelContext(request, session, member.id, consumer_ids)
+    lots = await points.lots_of(session, member.id)
     return render(
         request,
         "members/member.html",
@@ -191,6 +207,15 @@ async def member_page(request: Request, session: DbSession, principal: MembersRe
             "scan_total": scan_total,
             "wallet": {k: sum(w[k] for w in wallets) for k in ("balance_fen", "held_fen", "withdrawing_fen")},
             "panels": await render_panels(MEMBER_360, context),
+            "points_balance": await points.balance_of(session, member.id),
+            "points_expiring": points.expiry_schedule(lots)[:3],
+            "lots": lots[-10:][::-1],
+            "standings": await loyalty.standings(session, member.id),
+            "facts": await touches.facts_of(session, member.id),
+            "touches": await touches.touches_of(session, member.id, limit=20),
+            "transitions": (await lifecycle.transitions_of(session, member.id))[-10:][::-1],
+            "stage_labels": STAGE_LABELS,
+            "touch_labels": TOUCH_LABELS,
             "can_write": principal.can(MEMBERS_WRITE),
         },
     )

@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt pyproject.toml | sha256sum | cut -c1-12)
-ASSETS := src/zhongtai/static/vendor/htmx.min.js
+ASSETS := src/zhongtai/static/vendor/htmx.min.js src/zhongtai/static/vendor/echarts.min.js
 ZT_DATA_DIR ?= ./var
 export ZT_DATA_DIR
 
@@ -21,9 +21,10 @@ $(STAMP): requirements/lock.txt pyproject.toml
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
-$(ASSETS): node_modules/.package-lock.json
+$(ASSETS) &: node_modules/.package-lock.json
 	@mkdir -p src/zhongtai/static/vendor
-	cp node_modules/htmx.org/dist/htmx.min.js $(ASSETS)
+	cp node_modules/htmx.org/dist/htmx.min.js src/zhongtai/static/vendor/htmx.min.js
+	cp node_modules/echarts/dist/echarts.min.js src/zhongtai/static/vendor/echarts.min.js
 
 demo: install
 	$(BIN)/zhongtai demo

@@ -50,6 +50,7 @@ from zhongtai.members import duplicates_api as members_duplicates_api
 from zhongtai.members import h5 as members_h5
 from zhongtai.members import me_api as members_me_api
 from zhongtai.members import points_api as members_points_api
+from zhongtai.members import segment_pages as members_segment_pages
 from zhongtai.members import segments_api as members_segments_api
 from zhongtai.rewards import api as rewards_api
 from zhongtai.rewards import console as rewards_console
@@ -209,6 +210,7 @@ def _include_page_routers(app: FastAPI) -> None:
     app.include_router(channel_h5.router)
     app.include_router(codes_console.router)
     app.include_router(trace_console.router)
+    app.include_router(members_segment_pages.router)
     app.include_router(members_console.router)
     app.include_router(ledger_console.router)
     app.include_router(rewards_console.router)

@@ -68,6 +68,7 @@ NAV: list[NavItem] = [
     NavItem("/console/channel/diversion", "Diversion alerts", "alert", "channel.read"),
     NavItem("/console/members", "Members", "users", "members.read"),
     NavItem("/console/members/duplicates", "Duplicate review", "copy", "members.read"),
+    NavItem("/console/members/segments", "Segments and lifecycle", "chart", "members.segments.read"),
     NavItem("/console/members/identities", "Verified members", "user", "members.read"),
     NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read"),
     NavItem("/console/rewards/rules", "Reward rules", "gift", "rewards.read"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.core.clock import utcnow
@@ -197,3 +197,12 @@ async def transitions_of(session: AsyncSession, member_id: uuid.UUID) -> list[Me
         .order_by(MemberStageTransition.at, MemberStageTransition.id)
     )
     return list(rows)
+
+
+async def stage_counts(session: AsyncSession) -> dict[str, int]:
+    """How many active members are in each stage now (every stage listed, zeros included)."""
+    rows = await session.execute(
+        select(MemberFacts.stage, func.count()).where(MemberFacts.is_active.is_(True)).group_by(MemberFacts.stage)
+    )
+    found = {stage: int(n) for stage, n in rows.all()}
+    return {stage: found.get(stage, 0) for stage in STAGES}

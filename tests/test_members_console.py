@@ -53,13 +53,13 @@ async def test_search_and_the_360_view(runtime: Runtime, client: httpx.AsyncClie
             Scan(
                 code_id=7,
                 serial="SERIAL0007",
-                kind="pin",
+                kind="pin_ok",
                 verdict="genuine",
                 consumer_id=consumer.id,
                 city_name="杭州市",
             )
         )
-        session.add(Scan(code_id=8, serial="SERIAL0008", kind="pin", verdict="genuine"))  # anonymous: not theirs
+        session.add(Scan(code_id=8, serial="SERIAL0008", kind="pin_ok", verdict="genuine"))  # anonymous: not theirs
     order = await make_order(runtime, brand, consumer_id=consumer.id, unit_price_fen=149_900)
     await make_order(runtime, brand)  # someone else's
 

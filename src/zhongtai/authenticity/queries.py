@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhongtai.authenticity.models import Scan
+from zhongtai.authenticity.models import GENUINE, KIND_PIN_OK, Scan
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,15 @@ class ScanFacts:
     city_code: str | None
     city_name: str | None
     consumer_id: uuid.UUID | None
+    verification_number: int | None = None  # 1 = the code's first successful PIN check
+
+    @property
+    def is_first_verification(self) -> bool:
+        """The check that opened the bottle for consumers: its first matching PIN, judged genuine."""
+        return self.kind == KIND_PIN_OK and self.verdict == GENUINE and self.verification_number == 1
 
 
-def _facts(scan: Scan) -> ScanFacts:
+def scan_facts(scan: Scan) -> ScanFacts:
     return ScanFacts(
         id=scan.id,
         code_id=scan.code_id,
@@ -56,13 +62,14 @@ def _facts(scan: Scan) -> ScanFacts:
         city_code=scan.city_code,
         city_name=scan.city_name,
         consumer_id=scan.consumer_id,
+        verification_number=scan.verification_number,
     )
 
 
 async def scans_after(session: AsyncSession, after_id: int, *, limit: int) -> list[ScanFacts]:
     """The scans with ids above `after_id`, by id, at most `limit` (for sweeps that follow the scans)."""
     rows = await session.scalars(select(Scan).where(Scan.id > after_id).order_by(Scan.id).limit(limit))
-    return [_facts(scan) for scan in rows]
+    return [scan_facts(scan) for scan in rows]
 
 
 async def scans_of_consumers(
@@ -76,4 +83,30 @@ async def scans_of_consumers(
     rows = await session.scalars(
         select(Scan).where(*mine).order_by(Scan.occurred_at.desc(), Scan.id.desc()).limit(limit)
     )
-    return [_facts(scan) for scan in rows], int(total or 0)
+    return [scan_facts(scan) for scan in rows], int(total or 0)
+
+
+async def claim_code_scans(
+    session: AsyncSession, consumer_id: uuid.UUID, client_hash: str, code_ids: list[int], *, since: datetime
+) -> list[ScanFacts]:
+    """Give a consumer who has just signed in the anonymous checks their own device made of these codes
+    since `since` (the scan page keeps the codes it checked; the device is its cookie's keyed hash, so
+    nobody can claim another device's checks). Returns the scans claimed now."""
+    if not code_ids:
+        return []
+    rows = await session.scalars(
+        select(Scan)
+        .where(
+            Scan.code_id.in_(code_ids),
+            Scan.consumer_id.is_(None),
+            Scan.client_hash == client_hash,
+            Scan.occurred_at >= since,
+        )
+        .order_by(Scan.id)
+        .with_for_update()
+    )
+    claimed = list(rows)
+    for scan in claimed:
+        scan.consumer_id = consumer_id
+    await session.flush()
+    return [scan_facts(scan) for scan in claimed]

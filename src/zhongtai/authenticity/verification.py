@@ -30,6 +30,7 @@ from zhongtai.authenticity import rules, service
 from zhongtai.authenticity.resolver import Resolved, pin_key
 from zhongtai.codes import rules as code_rules
 from zhongtai.core.clock import utcnow
+from zhongtai.core.crypto import Crypto
 from zhongtai.core.errors import BadRequest, ValidationFailed
 from zhongtai.core.ratelimit import RateDecision
 from zhongtai.core.runtime import Runtime
@@ -110,6 +111,15 @@ def region_of(location: rules.Located | None) -> service.Region:
     return service.Region(found.province_code, found.city_code, found.city_name or found.province_name)
 
 
+def client_hash_of(request: Request, crypto: Crypto) -> str:
+    """The keyed hash of this browser (its `zt_cid` cookie, else address and user agent) that scans carry."""
+    client = (
+        request.cookies.get(CLIENT_COOKIE)
+        or f"{client_ip(request) or 'unknown'}|{request.headers.get('user-agent', '')}"
+    )
+    return str(crypto.lookup_hash(client[:200], purpose="authenticity.client"))[:32]
+
+
 def check_context(
     request: Request,
     runtime: Runtime,
@@ -126,7 +136,6 @@ def check_context(
         raise InvalidLocation(str(exc)) from exc
     address = client_ip(request) or "unknown"
     user_agent = request.headers.get("user-agent", "")
-    client = request.cookies.get(CLIENT_COOKIE) or f"{address}|{user_agent}"
     crypto = runtime.crypto
     return service.CheckContext(
         occurred_at=now,
@@ -134,7 +143,7 @@ def check_context(
         accuracy_m=accuracy_m,
         region=region_of(location),
         network_hash=crypto.lookup_hash(address, purpose="authenticity.network")[:32],
-        client_hash=crypto.lookup_hash(client[:200], purpose="authenticity.client")[:32],
+        client_hash=client_hash_of(request, crypto),
         consumer_id=consumer_id,
         ua_class=rules.ua_class(user_agent),
     )

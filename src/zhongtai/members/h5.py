@@ -30,6 +30,7 @@ MESSAGES: dict[str, str] = {
     "points_expiring": "{points} points expire on {date}",
     "points_none": "No points yet.",
     "tier_next": "{missing} more to reach {tier}",
+    "claimed": "{bottles} bottles you checked on this phone are now yours: +{points} points.",
     "discount": "{percent}% off",
     "birthday_gift": "Birthday gift",
     "free_shipping": "Free shipping",

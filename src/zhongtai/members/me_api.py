@@ -4,25 +4,33 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.authenticity import queries as scans
+from zhongtai.authenticity import resolver, verification
 from zhongtai.catalog import queries as catalog
+from zhongtai.core import tenancy
+from zhongtai.core.clock import utcnow
+from zhongtai.core.errors import AppError
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.schemas import RequestBody
-from zhongtai.core.web import CurrentConsumer, DbSession, RuntimeDep
-from zhongtai.members import consent, oneid, privacy
+from zhongtai.core.web import CurrentConsumer, DbSession, RuntimeDep, rate_limit
+from zhongtai.members import consent, earning, oneid, privacy, touches
 from zhongtai.members import oneid_rules as r
 from zhongtai.members.oneid_schemas import ConsentOut
+from zhongtai.rewards import grants
 
 router = APIRouter(prefix="/api/v1/consumer/members/me", tags=["consumer"])
 
 PROFILE_SOURCE = "h5"
+CLAIM_DAYS = 7
+CLAIM_MAX_CODES = 20
+ClaimLimit = Depends(rate_limit("members-claim", limit=30, period=3600, by="principal"))
 
 
 class MyIdentifierOut(BaseModel):
@@ -135,3 +143,60 @@ async def my_bottles(
         ],
         total=total,
     )
+
+
+class ClaimIn(RequestBody):
+    codes: list[str] = Field(
+        min_length=1, max_length=CLAIM_MAX_CODES, description="Digital Links the scan page checked"
+    )
+
+
+class ClaimOut(BaseModel):
+    scans: int = Field(description="checks of this device given to the member now")
+    points: int = Field(description="points earned for first verifications among them")
+    red_packets: int
+    red_packet_fen: int
+
+
+@router.post("/claim", response_model=ClaimOut, dependencies=[ClaimLimit])
+async def claim(
+    body: ClaimIn, request: Request, principal: CurrentConsumer, session: DbSession, runtime: RuntimeDep
+) -> ClaimOut:
+    """After signing in: the bottles this device checked before (within a week) become the member's —
+    their first verifications earn points once per bottle, and the device's red packets move to the
+    member's wallet. Codes that are not the brand's, or were checked on another device, are ignored."""
+    code_ids = []
+    for text in body.codes:
+        try:
+            resolved = await resolver.resolve(session, resolver.parse(text))
+        except AppError:
+            continue
+        finally:
+            tenancy.scope_to_tenant(session, principal.tenant_id)  # the resolver looks across brands
+        if resolved.ref.tenant_id == principal.tenant_id:
+            code_ids.append(resolved.ref.code_id)
+    device = verification.client_hash_of(request, runtime.crypto)
+    since = utcnow() - timedelta(days=CLAIM_DAYS)
+    claimed = await scans.claim_code_scans(session, principal.id, device, sorted(set(code_ids)), since=since)
+    earned = 0
+    for scan in claimed:
+        if not scan.is_first_verification:
+            continue
+        payload = {"kind": "scan", "source": f"code:{scan.code_id}", "consumer_id": str(principal.id)}
+        got = await earning.do_earn_for_consumer(
+            session, runtime.crypto, principal.tenant_id, payload | {"at": scan.occurred_at.isoformat()}
+        )
+        earned += got.lot.amount if got is not None and got.is_new else 0
+        await touches.on_consumer_touch(
+            session,
+            touches.ConsumerTouch(
+                tenant_id=principal.tenant_id,
+                consumer_id=principal.id,
+                kind="scan",
+                ref=f"consumer-verify:{scan.code_id}:{scan.code_id}",
+                at=scan.occurred_at,
+                channel="scan",
+            ),
+        )
+    packets = await grants.do_claim_device_packets(session, principal.id, device)
+    return ClaimOut(scans=len(claimed), points=earned, red_packets=packets.grants, red_packet_fen=packets.amount_fen)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from zhongtai.authenticity.verification import CLIENT_COOKIE
+from zhongtai.authenticity.verification import client_hash_of
 from zhongtai.channel import partners as channel_partners
 from zhongtai.channel.rules import PARTNER_DEALER, PARTNER_GUIDE
 from zhongtai.core.errors import PermissionDenied, ValidationFailed
@@ -25,7 +25,6 @@ from zhongtai.core.web import (
     DbSession,
     PageDep,
     RuntimeDep,
-    client_ip,
     rate_limit,
     require,
     writes_on_get,
@@ -652,11 +651,7 @@ async def consumer_wallet(principal: CurrentConsumer, session: DbSession) -> Wal
 def device_hash(request: Request, runtime: Any) -> str:
     """The scan page's device hash for this browser (the same keyed hash the authenticity module puts
     on its scans and ItemEvents)."""
-    client = (
-        request.cookies.get(CLIENT_COOKIE)
-        or f"{client_ip(request) or 'unknown'}|{request.headers.get('user-agent', '')}"
-    )
-    return str(runtime.crypto.lookup_hash(client[:200], purpose="authenticity.client"))[:32]
+    return client_hash_of(request, runtime.crypto)
 
 
 @router.post(

@@ -129,12 +129,31 @@
   }
 
   if (!token) { document.getElementById("need-sign-in").hidden = false; return; }
+  // Bottles this phone checked before signing in (the scan page remembers them) become the member's.
+  function claim() {
+    var key = "zt_unclaimed_codes:" + tenant;
+    var codes = [];
+    try { codes = JSON.parse(window.localStorage.getItem(key) || "[]"); } catch (ignored) { codes = []; }
+    if (!codes.length) return Promise.resolve(null);
+    return call("POST", "/consumer/members/me/claim", { codes: codes.slice(-20) }).then(function (r) {
+      if (r.ok || r.status === 422) window.localStorage.removeItem(key);
+      if (r.ok && (r.body.points || r.body.red_packets)) {
+        document.getElementById("claim-status").textContent = text("claimed", { bottles: r.body.scans, points: r.body.points });
+        document.getElementById("claim-status").hidden = false;
+      }
+      return r;
+    });
+  }
+
   call("GET", "/consumer/members/me").then(function (r) {
     if (!r.ok) { document.getElementById("need-sign-in").hidden = false; return; }
     root.hidden = false;
     showMe(r.body);
-    loadLoyalty();
-    loadLists();
+    claim().then(function () {
+      call("GET", "/consumer/members/me").then(function (again) { if (again.ok) showMe(again.body); });
+      loadLoyalty();
+      loadLists();
+    });
   });
 
   document.getElementById("profile-form").addEventListener("submit", function (event) {

@@ -32,6 +32,30 @@
     });
   }
 
+  // A signed-in consumer's checks are theirs at once (bearer token, as the H5 pages keep it); checks made
+  // before signing in are remembered on this phone for the member centre to claim.
+  const tenant = form.dataset.tenant || "";
+  const tokenKey = "zt_consumer_token:" + tenant;
+  const unclaimedKey = "zt_unclaimed_codes:" + tenant;
+
+  function stored(key) {
+    try {
+      return window.localStorage.getItem(key);
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function remember(code) {
+    try {
+      const codes = JSON.parse(stored(unclaimedKey) || "[]").filter((c) => c !== code);
+      codes.push(code);
+      window.localStorage.setItem(unclaimedKey, JSON.stringify(codes.slice(-20)));
+    } catch (error) {
+      /* private mode: nothing to claim later */
+    }
+  }
+
   function show(verdict, title, text, contact) {
     box.hidden = false;
     box.dataset.verdict = verdict;
@@ -76,9 +100,12 @@
     const coords = await locate();
     if (coords) Object.assign(body, { latitude: coords.latitude, longitude: coords.longitude, accuracy: coords.accuracy });
     try {
+      const token = stored(tokenKey);
+      const headers = { "content-type": "application/json", accept: "application/json" };
+      if (token) headers.authorization = "Bearer " + token;
       const response = await fetch(form.dataset.api, {
         method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json" },
+        headers: headers,
         body: JSON.stringify(body),
         credentials: "same-origin",
       });
@@ -89,6 +116,7 @@
         if (count && data.verification_number) count.textContent = String(data.verification_number);
         if (data.verdict !== "wrong_pin") form.elements.pin.value = "";
         if (data.verdict === "genuine") refreshPanels();
+        if (!token && (data.verdict === "genuine" || data.verdict === "verified_before")) remember(form.dataset.code);
       } else if (data.error === "pin_locked") {
         show("locked", data.data.title, data.detail, data.data.contact);
       } else {

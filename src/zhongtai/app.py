@@ -48,6 +48,8 @@ from zhongtai.members import api as members_api
 from zhongtai.members import console as members_console
 from zhongtai.members import duplicates_api as members_duplicates_api
 from zhongtai.members import h5 as members_h5
+from zhongtai.members import import_pages as members_import_pages
+from zhongtai.members import imports_api as members_imports_api
 from zhongtai.members import me_api as members_me_api
 from zhongtai.members import points_api as members_points_api
 from zhongtai.members import segment_pages as members_segment_pages
@@ -187,6 +189,7 @@ def _include_api_routers(app: FastAPI) -> None:
     app.include_router(trace_log_api.router)
     app.include_router(trace_api.router)
     app.include_router(members_segments_api.router)  # before /members/{member_id}
+    app.include_router(members_imports_api.router)  # before /members/{member_id}
     app.include_router(members_api.router)
     app.include_router(members_duplicates_api.router)
     app.include_router(members_me_api.router)
@@ -211,6 +214,7 @@ def _include_page_routers(app: FastAPI) -> None:
     app.include_router(codes_console.router)
     app.include_router(trace_console.router)
     app.include_router(members_segment_pages.router)
+    app.include_router(members_import_pages.router)  # before /console/members/{member_id}
     app.include_router(members_console.router)
     app.include_router(ledger_console.router)
     app.include_router(rewards_console.router)

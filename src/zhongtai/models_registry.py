@@ -12,6 +12,7 @@ from zhongtai.flashsale import models as _flashsale_models  # noqa: F401
 from zhongtai.ledger import models as _ledger_models  # noqa: F401
 from zhongtai.lottery import models as _lottery_models  # noqa: F401
 from zhongtai.members import duplicate_models as _members_duplicate_models  # noqa: F401
+from zhongtai.members import import_models as _members_import_models  # noqa: F401
 from zhongtai.members import loyalty_models as _members_loyalty_models  # noqa: F401
 from zhongtai.members import models as _members_models  # noqa: F401
 from zhongtai.members import segment_models as _members_segment_models  # noqa: F401

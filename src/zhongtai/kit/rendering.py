@@ -70,6 +70,7 @@ NAV: list[NavItem] = [
     NavItem("/console/members/duplicates", "Duplicate review", "copy", "members.read"),
     NavItem("/console/members/segments", "Segments and lifecycle", "chart", "members.segments.read"),
     NavItem("/console/members/identities", "Verified members", "user", "members.read"),
+    NavItem("/console/members/import", "Import members", "upload", "members.import"),
     NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read"),
     NavItem("/console/rewards/rules", "Reward rules", "gift", "rewards.read"),
     NavItem("/console/rewards/pools", "Fee pools", "chart", "rewards.read"),

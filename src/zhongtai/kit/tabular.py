@@ -144,3 +144,56 @@ def read_rows(filename: str, content: bytes) -> tuple[str, Iterator[Sequence[obj
         raise ImportTooLarge(f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB; split it into smaller files.")
     kind = file_format(filename, content)
     return kind, xlsx_rows(content) if kind == "xlsx" else csv_rows(content)
+
+
+# The header and the data rows.
+
+
+def header_positions(
+    cells: Sequence[str], columns: Mapping[str, Sequence[str]], required: Sequence[str]
+) -> tuple[dict[str, int], dict[str, str], list[str]]:
+    """(field → column index, field → header as the file names it, ignored headers); headers compare
+    without case. A missing required column refuses the whole file (`missing_columns` in `data`)."""
+    aliases = {alias.lower(): name for name, names in columns.items() for alias in names}
+    positions: dict[str, int] = {}
+    labels: dict[str, str] = {}
+    ignored: list[str] = []
+    for index, cell in enumerate(cells):
+        name = aliases.get(cell.strip().lower())
+        if name is None or name in positions:
+            if cell.strip():
+                ignored.append(cell.strip())
+            continue
+        positions[name], labels[name] = index, cell.strip()
+    missing = [column for column in required if column not in positions]
+    if missing:
+        raise ImportUnreadable(
+            f"The first row must name the columns; missing: {', '.join(missing)}.", missing_columns=missing
+        )
+    return positions, labels, ignored
+
+
+def table_rows(
+    rows: Iterator[Sequence[object]],
+    result: ImportResult,
+    columns: Mapping[str, Sequence[str]],
+    required: Sequence[str],
+) -> tuple[dict[str, str], Iterator[tuple[int, dict[str, str]]]]:
+    """The header's labels (field → header) and every non-empty data row as (row number, field → text);
+    `result` counts the rows and gets the ignored columns. More than `MAX_ROWS` rows refuse the file."""
+    first = next(rows, None)
+    header = [cell_text(cell) for cell in first or []]
+    if not any(header):
+        raise ImportUnreadable("The file is empty; the first row must name the columns.")
+    positions, labels, result.ignored_columns = header_positions(header, columns, required)
+
+    def data() -> Iterator[tuple[int, dict[str, str]]]:
+        for row_number, cells in enumerate(rows, start=2):
+            if not any(cell_text(cell) for cell in cells):
+                continue
+            result.rows += 1
+            if result.rows > MAX_ROWS:
+                raise ImportTooLarge(f"The file has more than {MAX_ROWS:,} rows; split it into smaller files.")
+            yield row_number, {name: cell_text(cells[i]) if i < len(cells) else "" for name, i in positions.items()}
+
+    return labels, data()

@@ -14,3 +14,8 @@ MEMBERS_EXPORT = register_permission(
     "members.export", "Export a member's personal data, decrypted (every export is audited)", MANAGERS
 )
 MEMBERS_ERASE = register_permission("members.erase", "Erase a member's personal data on request", MANAGERS)
+MEMBERS_IMPORT = register_permission(
+    "members.import",
+    "Import members and orders from marketplace, POS and CRM files into OneID",
+    MANAGERS | {Role.OPERATOR},
+)

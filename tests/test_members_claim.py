@@ -80,7 +80,7 @@ async def test_claim_earns_once_for_this_devices_checks(client: httpx.AsyncClien
         assert [(m["program_code"], m["tier_code"]) for m in tiers.json()] == [("MAIN", "gold")]
         me = await phone.get("/api/v1/consumer/members/me", headers=bearer(token))
         assert me.json()["is_member"] is True
-        assert [i["type"] for i in me.json()["identifiers"]] == ["consumer_account"]
+        assert [i["type"] for i in me.json()["identifiers"]] == ["phone", "consumer_account"]
 
 
 async def test_claim_refuses_bad_input_and_strangers(client: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -125,3 +125,27 @@ async def test_member_edits_their_profile_and_a_verified_value_stays(
     bad = await client.put("/api/v1/consumer/members/me/profile", json={"gender": "robot"}, headers=bearer(token))
     assert bad.status_code == 422
     assert "Gender" in bad.json()["detail"]
+
+
+async def test_signing_in_joins_the_member_who_has_the_phone(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    found = await scene(client, runtime)
+    brand = found.line.brand
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:  # a store enrolled them at the counter
+        crm = await oneid.do_link(
+            session,
+            system_actor(brand.id),
+            runtime.crypto,
+            identifiers=[
+                oneid.IdentifierInput("phone", "13812340000", True),
+                oneid.IdentifierInput("pos_member_no", "C-1", True),
+            ],
+            source="pos",
+        )
+    consumer, token = await make_consumer(runtime, brand, phone="+8613812340000")
+    me = await client.put("/api/v1/consumer/members/me/profile", json={"city": "杭州"}, headers=bearer(token))
+    assert me.status_code == 200, me.text
+    assert sorted(i["type"] for i in me.json()["identifiers"]) == ["consumer_account", "phone", "pos_member_no"]
+    async with runtime.db.read_session(tenant_id=brand.id) as session:
+        member = await privacy.member_for_consumer(session, runtime.crypto, consumer.id)
+        assert member is not None
+        assert member.id == crm.member.id

@@ -33,6 +33,10 @@ from zhongtai.core.permissions import PERMISSIONS, Role
 from zhongtai.core.runtime import Runtime
 from zhongtai.core.settings import Settings
 from zhongtai.domains import load_all
+from zhongtai.members import duplicates, facts, loyalty, oneid
+from zhongtai.members.loyalty import ProgramDraft, RuleDraft
+from zhongtai.members.loyalty_models import LoyaltyProgram
+from zhongtai.members.loyalty_rules import TierDraft
 
 DEMO_SLUG = "demo-baijiu"
 DEMO_NAME = "示例酒业 Demo Baijiu"
@@ -137,6 +141,49 @@ async def ensure_sample_codes(runtime: Runtime, tenant: Tenant) -> dict[str, Any
     }
 
 
+# The demo's members: a loyalty program, earning rules, a few members across channels, and one person
+# known twice (a POS card and a Tmall account) for the duplicate review queue.
+DEMO_MEMBERS: tuple[tuple[str, str, str, str, date, str], ...] = (
+    ("pos_member_no", "POS-100001", "王建国", "贵阳", date(1975, 3, 8), "观山湖区林城东路8号"),
+    ("tmall_ouid", "TM-ouid-7781", "王建国", "贵阳", date(1975, 3, 8), "观山湖区林城东路8号2单元"),
+    ("jd_pin", "jd_li_min_88", "李敏", "上海", date(1988, 11, 2), "浦东新区世纪大道100号"),
+    ("douyin_openid", "dy-open-5521", "陈晓", "杭州", date(1993, 6, 19), "西湖区文三路90号"),
+    ("pos_member_no", "POS-100002", "赵磊", "深圳", date(1982, 1, 27), "南山区科技园路1号"),
+)
+
+
+async def ensure_members(runtime: Runtime, tenant: Tenant) -> None:
+    """Idempotent: a program with three tiers, points for a first verified scan, a purchase (per yuan)
+    and a daily sign-in, the demo members, and a scan for probable duplicates."""
+    actor = cli_principal(tenant, role=Role.OWNER)
+    async with runtime.db.unit_of_work(tenant_id=tenant.id) as session:
+        if await session.scalar(select(LoyaltyProgram.id).where(LoyaltyProgram.code == "MAIN")) is not None:
+            return
+        await loyalty.do_set_rules(
+            session,
+            actor,
+            [RuleDraft("scan", 50), RuleDraft("purchase", 1), RuleDraft("sign_in", 5, streak_bonus=1, streak_cap=7)],
+        )
+        tiers = [
+            TierDraft("silver", "银卡会员", 0),
+            TierDraft("gold", "金卡会员", 50, discount_bp=300, birthday_gift=True),
+            TierDraft("black", "黑金会员", 2000, discount_bp=800, birthday_gift=True, free_shipping=True),
+        ]
+        await loyalty.do_save_program(session, actor, ProgramDraft("MAIN", "示例酒业会员", tiers))
+        for kind, value, name, city, birthday, address in DEMO_MEMBERS:
+            await oneid.do_link(
+                session,
+                actor,
+                runtime.crypto,
+                identifiers=[oneid.IdentifierInput(kind, value, verified=True)],
+                profile=oneid.ProfileInput(name=name, city=city, birthday=birthday, address=address),
+                source={"pos_member_no": "pos", "tmall_ouid": "tmall", "jd_pin": "jd"}.get(kind, "douyin"),
+                reason="demo member",
+            )
+        await facts.do_sync_facts(session, tenant.id)
+        await duplicates.do_scan(session, runtime.crypto)
+
+
 def _password() -> str:
     return "zt-" + secrets.token_urlsafe(12)
 
@@ -187,6 +234,7 @@ async def load_demo(settings: Settings) -> dict[str, Any]:
         if reuse and existing is not None:
             # Outside the unit of work above: on SQLite a second, nested writer would wait on the first.
             existing["sample_codes"] = await ensure_sample_codes(runtime, tenant)
+            await ensure_members(runtime, tenant)
             _write(path, existing)
             return existing
         async with runtime.db.unit_of_work(all_tenants=True) as session:
@@ -228,6 +276,7 @@ async def load_demo(settings: Settings) -> dict[str, Any]:
                 "sms_inbox": f"{settings.public_url}/h5/{tenant.slug}/dev/sms",
             }
         credentials["sample_codes"] = await ensure_sample_codes(runtime, tenant)
+        await ensure_members(runtime, tenant)
         _write(path, credentials)
         return credentials
     finally:

@@ -107,7 +107,7 @@ async def edit_profile(
         session,
         principal,
         runtime.crypto,
-        identifiers=[oneid.IdentifierInput(r.IdentifierType.CONSUMER_ACCOUNT.value, str(principal.id), verified=True)],
+        identifiers=await privacy.account_identifiers(session, runtime.crypto, principal.id),
         profile=oneid.ProfileInput(
             name=body.name or None,
             birthday=body.birthday,

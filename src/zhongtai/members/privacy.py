@@ -93,10 +93,24 @@ async def member_for_consumer(session: AsyncSession, crypto: Crypto, consumer_id
     return member
 
 
+async def account_identifiers(
+    session: AsyncSession, crypto: Crypto, consumer_id: uuid.UUID
+) -> list[oneid.IdentifierInput]:
+    """What a consumer account proves about its holder: the account itself and the phone it signed in
+    with (verified by the one-time code), so that the member an operator finds by phone is this one."""
+    found = [oneid.IdentifierInput(r.IdentifierType.CONSUMER_ACCOUNT.value, str(consumer_id), verified=True)]
+    ciphertext = await session.scalar(select(Consumer.phone_ciphertext).where(Consumer.id == consumer_id))
+    if ciphertext:
+        phone = crypto.pii.decrypt(ciphertext, purpose=CONSUMER_PHONE_PURPOSE)
+        found.append(oneid.IdentifierInput(r.IdentifierType.PHONE.value, phone, verified=True))
+    return found
+
+
 async def ensure_member_for_consumer(
     session: AsyncSession, actor: Principal, crypto: Crypto, consumer_id: uuid.UUID
 ) -> Member:
-    """The consumer's member, created from their account when the brand has none yet."""
+    """The consumer's member, created from their account (and its phone) when the brand has none yet —
+    or the member who already holds that phone, which the account then joins."""
     member = await member_for_consumer(session, crypto, consumer_id)
     if member is not None:
         return member
@@ -104,7 +118,7 @@ async def ensure_member_for_consumer(
         session,
         actor,
         crypto,
-        identifiers=[oneid.IdentifierInput(r.IdentifierType.CONSUMER_ACCOUNT.value, str(consumer_id), verified=True)],
+        identifiers=await account_identifiers(session, crypto, consumer_id),
         source="app",
         reason=SELF_REASON,
     )

@@ -35,7 +35,7 @@ PageNo = Annotated[int, Query(ge=1, le=100_000)]
 FIELD_LABELS = {"name": "Name", "birthday": "Birthday", "gender": "Gender", "city": "City", "address": "Address"}
 AGREEMENT_LABELS = {"exact": "Same", "similar": "Similar", "different": "Different", "missing": "Unknown"}
 STAGE_LABELS = {
-    "new": "New",
+    "new": "New member",
     "active": "Active",
     "at_risk": "At risk",
     "dormant": "Dormant",

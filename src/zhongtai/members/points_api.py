@@ -151,6 +151,7 @@ class MembershipOut(BaseModel):
     free_shipping: bool
     progress: int
     next_tier_code: str | None
+    next_tier_name: str | None
     next_tier_needs: int | None
 
 
@@ -240,6 +241,7 @@ async def _memberships_out(session: AsyncSession, member_id: uuid.UUID) -> list[
                 free_shipping=bool(tier and tier.free_shipping),
                 progress=s.metric,
                 next_tier_code=upper.code if upper else None,
+                next_tier_name=upper.name if upper else None,
                 next_tier_needs=max(upper.threshold - s.metric, 0) if upper else None,
             )
         )

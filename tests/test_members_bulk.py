@@ -6,9 +6,11 @@ from __future__ import annotations
 import random
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.factories import Brand, make_brand, system_actor
+from zhongtai.core.errors import ValidationFailed
 from zhongtai.core.runtime import Runtime
 from zhongtai.members import bulk, oneid
 from zhongtai.members import oneid_rules as rules
@@ -227,3 +229,12 @@ def test_connected_components_matches_a_plain_union_find() -> None:
         ra, rb = root(a), root(b)
         parent[max(ra, rb)] = min(ra, rb)
     assert bulk.connected_components(size, left, right).tolist() == [root(x) for x in range(size)]
+
+
+async def test_empty_batch_and_unknown_types(runtime: Runtime) -> None:
+    brand = await make_brand(runtime)
+    report = await resolve(runtime, brand, [])
+    assert (report.records, report.links, report.members_created, report.identifiers_added) == (0, 0, 0, 0)
+    with pytest.raises(ValidationFailed):
+        await resolve(runtime, brand, [Link("a", "fax", "abc")])
+    assert await counts(runtime, brand) == (0, 0)

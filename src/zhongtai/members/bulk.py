@@ -240,7 +240,9 @@ async def _read_existing(session: AsyncSession, tenant_id: uuid.UUID, batch: _Ba
         .distinct()
         .subquery()
     )
-    rows = await session.execute(
+    # Core execution (tenant filtered by hand above): no ORM bookkeeping for millions of result rows.
+    connection = await session.connection()
+    rows = await connection.execute(
         select(
             MemberIdentifier.member_id, MemberIdentifier.type, MemberIdentifier.value_hash, MemberIdentifier.verified
         )
@@ -254,8 +256,9 @@ async def _read_existing(session: AsyncSession, tenant_id: uuid.UUID, batch: _Ba
     row_type: list[int] = []
     row_verified: list[bool] = []
     codes = {t: i for i, t in enumerate(_TYPES)}
+    cap_of = {t: r.cap_key(t) for t in _TYPES}
     for member_id, kind, digest, verified in rows.all():
-        key = (r.cap_key(kind), digest)
+        key = (cap_of[kind], digest)
         node = index.get(key)
         if node is None:  # a value of the member outside the batch: counts for its caps only
             node = index[key] = len(batch.nodes)

@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.core import tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.ids import new_id
 from zhongtai.core.sql import insert_ignore
@@ -391,11 +392,16 @@ async def load_columns(
     read: dict[str, list[Any]] = {source: [] for source in sources}
     seqs: list[int] = []
     last = -1
+    tenant_id = tenancy.current_scope(session)
+    if not isinstance(tenant_id, uuid.UUID):
+        raise tenancy.UnscopedTenantQuery("facts are loaded for one brand")
+    # Core execution with the brand's filter written out: no ORM bookkeeping per row.
+    connection = await session.connection()
     while True:
         rows = (
-            await session.execute(
+            await connection.execute(
                 select(MemberFacts.seq, *(getattr(MemberFacts, source) for source in sources))
-                .where(MemberFacts.is_active.is_(True), MemberFacts.seq > last)
+                .where(MemberFacts.tenant_id == tenant_id, MemberFacts.is_active.is_(True), MemberFacts.seq > last)
                 .order_by(MemberFacts.seq)
                 .limit(chunk)
             )

@@ -51,6 +51,7 @@ def _load_builtin() -> None:
         http,
         ledger,
         lottery,
+        members,
         rewards,
         scan,
         trace,

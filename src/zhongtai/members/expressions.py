@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -72,12 +72,25 @@ class UnsupportedExpression(ValidationFailed):
 @dataclass
 class Columns:
     """The facts of `size` members, one array per fact (object arrays for strings, `None` when missing;
-    int arrays with a `present` mask), and per list fact the set of row numbers holding each value."""
+    int arrays with a `present` mask), and per list fact the set of row numbers holding each value.
+
+    A string fact may instead be dictionary-encoded: `values` holds small integer codes and
+    `vocabularies[name]` maps each string to its code. Comparing millions of codes is an integer
+    compare in C; comparing millions of Python strings is not (column-wise loading uses codes)."""
 
     size: int
     values: dict[str, npt.NDArray[Any]]
     present: dict[str, Bools]
     lists: dict[str, dict[str, Bools]]
+    vocabularies: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def operand(self, name: str, value: int | str | bool) -> int | str | bool:
+        """The literal as this column holds it: its code in a dictionary-encoded column (-1, which no
+        member has, when no member has that string)."""
+        vocabulary = self.vocabularies.get(name)
+        if vocabulary is None or not isinstance(value, str):
+            return value
+        return vocabulary.get(value, -1)
 
 
 @dataclass(frozen=True)
@@ -285,7 +298,8 @@ class _Compiler:
 
         def run(columns: Columns) -> Tri:
             present = columns.present[name]
-            return Tri(np.asarray(compare(columns.values[name], value), dtype=np.bool_) & present, ~present)
+            found = compare(columns.values[name], columns.operand(name, value))
+            return Tri(np.asarray(found, dtype=np.bool_) & present, ~present)
 
         return run
 
@@ -395,7 +409,11 @@ def _isin(name: str, items: tuple[int | str, ...]) -> Program:
         present = columns.present[name]
         values = columns.values[name]
         wanted = set(items)
-        if values.dtype == object:  # strings with None for missing: no sort-based isin
+        if name in columns.vocabularies:  # a few integer compares beat a sort-based isin
+            found = np.zeros(columns.size, dtype=np.bool_)
+            for item in wanted:
+                found |= values == columns.operand(name, item)
+        elif values.dtype == object:  # strings with None for missing: no sort-based isin
             found = np.fromiter((v in wanted for v in values), dtype=np.bool_, count=columns.size)
         else:
             found = np.isin(values, np.array(sorted(wanted), dtype=values.dtype))

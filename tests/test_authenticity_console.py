@@ -112,7 +112,13 @@ async def test_queue_detail_and_triage(client: httpx.AsyncClient, runtime: Runti
     response = await submit(
         client,
         brand,
-        fields={"code": "hello", "phone": "13812345678", "description": "seal broken"},
+        fields={
+            "code": "hello",
+            "phone": "13812345678",
+            "description": "seal broken",
+            "province_code": "440000",
+            "city_code": "440300",
+        },
         photos=[("a.jpg", jpeg(), "image/jpeg")],
     )
     report_id = response.json()["id"]
@@ -130,6 +136,8 @@ async def test_queue_detail_and_triage(client: httpx.AsyncClient, runtime: Runti
     assert detail.status_code == 200
     assert "138****5678" in detail.text
     assert "13812345678" not in detail.text
+    assert "深圳市" in detail.text
+    assert "440300" not in detail.text
     assert f"/api/v1/authenticity/reports/{report_id}/photos/" in detail.text
     photo_url = re.search(r'<img src="([^"]+)"', detail.text)
     assert photo_url

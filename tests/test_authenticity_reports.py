@@ -576,3 +576,8 @@ def test_report_provinces_come_from_the_offline_geography() -> None:
     assert listed["150000"] == ("内蒙古自治区", "Inner Mongolia")
     assert report_rules.province_name("440300", "en") == "Guangdong"
     assert report_rules.province_name("440300", "zh-CN") == "广东省"
+    # A report's city is shown by name; a municipality's city adds nothing to its province's name.
+    assert report_rules.city_name("440300") == "深圳市"
+    assert report_rules.city_name("310100") == ""
+    assert report_rules.city_name(None) == ""
+    assert report_rules.city_name("999900") == "999900"

@@ -15,7 +15,8 @@ from tests.factories import bearer, make_token
 from tests.test_codes_api import GTIN, run_jobs
 from tests.test_codes_custody import Line, setup_line
 from zhongtai.app import create_app
-from zhongtai.authenticity import hot, persist
+from zhongtai.authenticity import hot, persist, resolver
+from zhongtai.catalog.models import Product
 from zhongtai.codes import service as codes_service
 from zhongtai.codes.models import CodeBatch
 from zhongtai.codes.rules import pin_for
@@ -133,6 +134,24 @@ async def test_lot_form_short_links_and_sscc(client: httpx.AsyncClient, runtime:
     assert case_short.status_code == 301
 
 
+async def test_a_bottle_shows_its_own_specification_and_a_case_its_packaging(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    s = await scene(client, runtime)
+    async with runtime.db.unit_of_work(tenant_id=s.line.brand.id) as session:
+        product = await session.scalar(select(Product).where(Product.id == s.line.product_id))
+        assert product is not None
+        assert product.items_per_case == 6
+        product.specification = "500ml"
+    resolver.caches.clear()
+    bottle = await client.get(s.path(s.items[0]), headers=HTML)
+    assert '<p class="muted">500ml</p>' in bottle.text
+    assert "× 6" not in bottle.text  # one bottle is not the case it came in
+    assert (await client.get(s.path(s.items[0]), headers=JSON)).json()["product"]["specification"] == "500ml"
+    case_page = await client.get(f"/00/{s.line.serials['case'][0]}", headers=HTML)
+    assert "500ml × 6" in case_page.text
+
+
 @pytest.mark.parametrize(
     ("path", "status", "error"),
     [
@@ -217,6 +236,8 @@ async def test_clone_detected_from_far_apart_checks(client: httpx.AsyncClient, r
 
 async def test_wrong_pins_lock_the_code_but_not_others(client: httpx.AsyncClient, runtime: Runtime) -> None:
     s = await scene(client, runtime)
+    contact = {"contact": "400-100-2000"}
+    assert (await client.patch("/api/v1/authenticity/settings", json=contact, headers=s.line.auth)).status_code == 200
     target, other = s.items[5], s.items[6]
     lefts = []
     for _ in range(5):
@@ -230,8 +251,13 @@ async def test_wrong_pins_lock_the_code_but_not_others(client: httpx.AsyncClient
     assert locked.json()["error"] == "pin_locked"
     assert locked.json()["data"]["locked_by"] == "code"
     assert int(locked.headers["retry-after"]) > 0
+    assert locked.json()["data"]["contact"] == "400-100-2000"
+    again = await verify(client, target, s.pins[target])  # answered from the remembered lock
+    assert (again.status_code, again.json()["data"]["contact"]) == (429, "400-100-2000")
     async with other_client(runtime, "10.9.9.9") as elsewhere:
-        assert (await verify(elsewhere, target, s.pins[target])).status_code == 429  # the code is locked
+        from_elsewhere = await verify(elsewhere, target, s.pins[target])
+        assert from_elsewhere.status_code == 429  # the code is locked
+        assert from_elsewhere.json()["data"]["contact"] == "400-100-2000"
         assert (await verify(elsewhere, other, s.pins[other])).json()["verdict"] == "genuine"
     assert (await verify(client, other, s.pins[other])).json()["verdict"] == "verified_before"
 

@@ -118,10 +118,12 @@ async def test_retries_with_one_idempotency_key_buy_once(runtime: Runtime, clien
     first = await buy(client, sale, token, key="order-1")
     assert first.status_code == 202, first.text
     assert first.json()["replayed"] is False
+    clock.advance(90)  # a retry later still answers the original order's payment deadline
     retries = await asyncio.gather(*(buy(client, sale, token, key="order-1") for _ in range(10)))
-    assert {(r.status_code, r.json()["reference"], r.json()["replayed"]) for r in retries} == {
-        (202, first.json()["reference"], True)
+    assert {(r.status_code, r.json()["reference"], r.json()["replayed"], r.json()["pay_by"]) for r in retries} == {
+        (202, first.json()["reference"], True, first.json()["pay_by"])
     }
+    assert first.json()["pay_by"] is not None
     assert await stock_left(runtime, sale) == 4
     # The same key is the member's own: another member's "order-1" is another buy.
     other = await buy(client, sale, sale_pass(runtime, sale), key="order-1")

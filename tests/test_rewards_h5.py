@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.factories import bearer, system_actor
+from tests.factories import bearer, make_token, system_actor
 from tests.ledger_factories import assert_books_balance
 from tests.rewards_factories import balance, make_pool, make_rule
 from tests.test_authenticity_scan import HTML, SHANGHAI, scene, settle, verify
@@ -95,3 +95,60 @@ async def test_the_panels_alone_for_the_page_script(client: httpx.AsyncClient, r
     # the fragments are not views of the code: the page counted one
     facts = (await client.get(s.path(serial), headers={"accept": "application/json"})).json()
     assert facts["scans"]["views"] == 2  # the first page and this JSON read
+
+
+async def test_the_consumer_wallet_page_lists_packets_and_withdraws_above_the_minimum(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    s = await scene(client, runtime)
+    brand = s.line.brand
+    slug = brand.tenant.slug
+    pool = await make_pool(runtime, brand.id, funded=10_000)
+    await make_rule(runtime, brand.id, pool, role="consumer", amount_fen=1288)
+    serial = s.items[0]
+    await client.get(s.path(serial), headers=HTML)
+    assert (await verify(client, s.path(serial), s.pins[serial], **SHANGHAI)).json()["verdict"] == "genuine"
+    await settle(runtime)
+    page = await client.get(s.path(serial), headers=HTML)
+    assert f'href="/h5/{slug}/wallet"' in page.text  # the red packet panel leads to the wallet
+
+    shell = await client.get(f"/h5/{slug}/wallet", headers=HTML)
+    assert shell.status_code == 200
+    assert 'id="consumer-wallet"' in shell.text
+    assert "/static/h5-consumer-wallet.js" in shell.text
+    assert "我的钱包" in shell.text
+    assert (await client.get("/h5/no-such-brand/wallet", headers=HTML)).status_code == 404
+    centre = await client.get(f"/h5/{slug}/me", headers=HTML)
+    assert f'href="/h5/{slug}/wallet"' in centre.text
+
+    assert (await _request_code(client, brand)).status_code == 202
+    [code] = await _sent_codes(runtime, brand)
+    signed = await client.post(f"/api/v1/public/{slug}/sessions", json={"phone": "13812345678", "code": code})
+    token = bearer(signed.json()["token"])
+    assert (await client.post("/api/v1/rewards/consumer/claim", headers=token)).json()["claimed"] == 1
+    wallet = (await client.get("/api/v1/rewards/consumer/wallet", headers=token)).json()
+    assert (wallet["balance_fen"], wallet["min_withdrawal_fen"]) == (1288, 100)
+    [packet] = wallet["packets"]
+    assert (packet["amount_fen"], packet["status"], packet["serial"]) == (1288, "paid", serial)
+    assert packet["product"] == "飞天 53%vol 500ml"
+
+    brand_token = bearer(await make_token(runtime, brand))
+    raised = await client.patch("/api/v1/rewards/settings", json={"min_withdrawal_fen": 1000}, headers=brand_token)
+    assert raised.status_code == 200, raised.text
+    payee = {"payee_name": "张三", "payee_account": "6222020200001234"}
+    below = await client.post(
+        "/api/v1/rewards/consumer/withdrawals",
+        json={"amount_fen": 999, **payee},
+        headers={**token, "Idempotency-Key": "wd-below-1"},
+    )
+    assert (below.status_code, below.json()["error"]) == (422, "below_minimum")
+    key = {**token, "Idempotency-Key": "wd-wallet-1"}
+    first = await client.post("/api/v1/rewards/consumer/withdrawals", json={"amount_fen": 1000, **payee}, headers=key)
+    assert first.status_code == 201, first.text
+    again = await client.post("/api/v1/rewards/consumer/withdrawals", json={"amount_fen": 1000, **payee}, headers=key)
+    assert again.json()["id"] == first.json()["id"]  # the same key withdraws once
+    assert first.json()["payee_account"] == "****1234"
+    wallet = (await client.get("/api/v1/rewards/consumer/wallet", headers=token)).json()
+    assert (wallet["balance_fen"], wallet["withdrawing_fen"]) == (288, 1000)
+    assert [w["status"] for w in wallet["withdrawals"]] == ["requested"]
+    await assert_books_balance(runtime, brand.id)

@@ -107,6 +107,7 @@ PUBLIC_ROUTES = {
     "/h5/{tenant_slug}/trace-data": "a code's history for the consumer page (public by design, no operators)",
     "/h5/{tenant_slug}/lottery": "a brand's public reservations page (data comes from the member's API calls)",
     "/h5/{tenant_slug}/me": "the member centre shell; its data comes from the member's API calls",
+    "/h5/{tenant_slug}/wallet": "the consumer's wallet shell; its data needs the consumer's token",
     "/api/v1/public/{tenant_slug}/lottery/{session_id}/commitment": "a lottery's commitment (public by design)",
     "/api/v1/public/{tenant_slug}/lottery/{session_id}/draw": "a lottery's draw data (public by design, pseudonymous)",
     # The consumer's scan: the Digital Link resolver and the PIN check answer anyone holding the code.

@@ -154,7 +154,7 @@ def code_out(resolved: Resolved) -> CodeOut:
 
 def product_out(resolved: Resolved) -> ProductOut:
     batch = resolved.batch
-    return ProductOut(name=batch.product_name, gtin=batch.gtin, specification=batch.product_specification)
+    return ProductOut(name=batch.product_name, gtin=batch.gtin, specification=resolved.specification)
 
 
 def verify_out(resolved: Resolved, answer: verification.Answer, locale: str, contact: str) -> VerifyOut:
@@ -227,7 +227,7 @@ async def verify(request: Request, body: VerifyIn) -> VerifyOut:
         remembered = verification.remembered_lock(parsed.key)
         if remembered is not None:
             await scan_rate_limit(request)
-            raise _locked(remembered, locale, contact="")
+            raise _locked(*remembered, locale=locale)
         resolved, epoch, seed = await hot.resolve(runtime, parsed)
         consumer_id = await signed_in_consumer(request, None, resolved.ref.tenant_id)
         ctx = verification.check_context(
@@ -247,7 +247,7 @@ async def verify(request: Request, body: VerifyIn) -> VerifyOut:
         await scan_rate_limit(request)
         remembered = verification.remembered_lock(parsed.key)
         if remembered is not None:
-            raise _locked(remembered, locale, contact="")
+            raise _locked(*remembered, locale=locale)
         async with runtime.db.unit_of_work() as session:
             request.state.db = session
             resolved = await resolver.resolve(session, parsed)
@@ -262,11 +262,13 @@ async def verify(request: Request, body: VerifyIn) -> VerifyOut:
                 accuracy=body.accuracy,
             )
     if answer.verdict == m.LOCKED:
-        raise _locked(answer, locale, contact)
+        raise _locked(answer, contact, locale=locale)
     return verify_out(resolved, answer, locale, contact)
 
 
-def _locked(answer: verification.Answer, locale: str, contact: str) -> PinLocked:
+def _locked(answer: verification.Answer, contact: str, *, locale: str) -> PinLocked:
+    """The 429 answer for a locked code; every one carries the brand's contact line, whether it came
+    from the limiter or from this process's memory of the lock."""
     return PinLocked(
         answer_text(answer, locale),
         retry_after=float(answer.retry_after_seconds or 1),

@@ -210,6 +210,7 @@ async def _report_page(
             "code_status_labels": CODE_STATUS_LABELS,
             "yuan": yuan,
             "province_name": reports.province_name(report.province_code, request_locale(request)),
+            "city_name": reports.city_name(report.city_code),
             "display_gtin": display_gtin,
             "form": form or {"note": ""},
             "errors": errors or {},

@@ -426,7 +426,7 @@ async def check_pin(
         if status == "cold":
             seed = await _seed(runtime, resolved.ref.code_id)
             continue
-        return _answer(reply, resolved, ctx, scan_id, code_period, code_limit), resolved
+        return _answer(reply, resolved, ctx, scan_id, code_period, code_limit, thresholds.contact), resolved
     raise RuntimeError("the codes epoch kept changing during one check")
 
 
@@ -437,13 +437,14 @@ def _answer(
     scan_id: int,
     code_period: float,
     code_limit: int,
+    contact: str,
 ) -> verification.Answer:
     status = reply[0]
     if status == "rate":
         raise RateLimited(retry_after=float(reply[1]))
     if status == "locked":
         retry = float(reply[2])
-        verification.remember_lock(resolved.ref.serial, retry, reply[1])
+        verification.remember_lock(resolved.ref.serial, retry, reply[1], contact)
         return verification.Answer(m.LOCKED, retry_after_seconds=max(1, math.ceil(retry)), locked_by=reply[1])
     if status == "wrong":
         left = int(reply[1])

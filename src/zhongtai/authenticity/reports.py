@@ -96,6 +96,17 @@ def province_name(code: str | None, locale: str) -> str:
     return names[0] if locale.startswith("zh") else names[1]
 
 
+def city_name(city_code: str | None) -> str:
+    """The city a report names, by its Chinese name (operators read "深圳市", not "440300"); empty for
+    none or for a municipality, whose province name already says it; the code itself if unknown."""
+    if not city_code:
+        return ""
+    region = geo.region_by_code(city_code)
+    if region is None or region.city_name is None:
+        return city_code
+    return "" if region.city_code == region.province_code else region.city_name
+
+
 class CounterfeitReport(TenantOwned, Base):
     __tablename__ = "counterfeit_reports"
     __table_args__ = (

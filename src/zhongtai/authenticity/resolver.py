@@ -45,6 +45,7 @@ class BatchInfo:
     scheme: str
     resolver_base: str
     pin_key_version: int | None
+    items_per_case: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,16 @@ class Resolved:
     @property
     def level_name(self) -> str:
         return codes_states.LEVEL_NAMES.get(self.level, "item")
+
+    @property
+    def specification(self) -> str:
+        """What this code's package is: a bottle shows the product's own specification (the catalog
+        keeps the case packaging apart, in `items_per_case`); a case shows it times its bottles."""
+        spec = self.batch.product_specification
+        per_case = self.batch.items_per_case
+        if self.level == codes_states.CASE and spec and per_case:
+            return f"{spec} × {per_case}"
+        return spec
 
 
 class _Caches:
@@ -140,6 +151,7 @@ async def _load_batches(session: AsyncSession, tenant_id: uuid.UUID) -> tuple[li
             scheme=batch.scheme,
             resolver_base=batch.resolver_base,
             pin_key_version=batch.pin_key_version,
+            items_per_case=product.items_per_case,
         )
         for batch in batches
         if (product := products.get(batch.product_id)) is not None

@@ -68,16 +68,18 @@ class Answer:
     locked_by: str | None = None  # code, client or network
 
 
-# Codes this process saw locked, until when: a guesser hammering a locked code is answered from here,
-# without a database query. Only a shortcut — the limiter stays the authority (and is shared between
+# Codes this process saw locked: until when, by which limit, and the brand's contact line. A guesser
+# hammering a locked code is answered from here, without a database query — with the same contact line
+# as the first locked answer. Only a shortcut — the limiter stays the authority (and is shared between
 # processes in production).
-_locked_codes: TTLCache[str, tuple[float, str]] = TTLCache(
+_locked_codes: TTLCache[str, tuple[float, str, str]] = TTLCache(
     "authenticity.locked_codes", ttl=3600, maxsize=LOCK_MEMO_SIZE
 )
 
 
-def remembered_lock(serial: str) -> Answer | None:
-    """The lock answer for a code this process saw locked and whose lock has not expired."""
+def remembered_lock(serial: str) -> tuple[Answer, str] | None:
+    """The lock answer and the brand's contact line for a code this process saw locked and whose lock
+    has not expired."""
     memo = _locked_codes.get(serial)
     if memo is None:
         return None
@@ -85,13 +87,13 @@ def remembered_lock(serial: str) -> Answer | None:
     if left <= 0:
         _locked_codes.pop(serial)
         return None
-    return Answer(m.LOCKED, retry_after_seconds=max(1, math.ceil(left)), locked_by=memo[1])
+    return Answer(m.LOCKED, retry_after_seconds=max(1, math.ceil(left)), locked_by=memo[1]), memo[2]
 
 
-def remember_lock(serial: str, retry_after: float, scope: str) -> None:
+def remember_lock(serial: str, retry_after: float, scope: str, contact: str) -> None:
     if scope != "code":
         return
-    _locked_codes.set(serial, (time.monotonic() + retry_after, scope), ttl=retry_after)
+    _locked_codes.set(serial, (time.monotonic() + retry_after, scope, contact), ttl=retry_after)
 
 
 def check_pin_format(pin: str) -> str:
@@ -180,7 +182,7 @@ async def do_check_pin(
     )
     for scope, decision in (("code", by_code), ("client", by_client), ("network", by_net)):
         if not decision.allowed:
-            remember_lock(resolved.ref.serial, decision.retry_after, scope)
+            remember_lock(resolved.ref.serial, decision.retry_after, scope, thresholds.contact)
             return Answer(m.LOCKED, retry_after_seconds=_retry(decision), locked_by=scope)
     assert resolved.batch.pin_key_version is not None
     key = await pin_key(session, runtime.crypto, resolved.ref.tenant_id, resolved.batch.pin_key_version)

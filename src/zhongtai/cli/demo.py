@@ -79,7 +79,7 @@ async def ensure_sample_codes(runtime: Runtime, tenant: Tenant) -> dict[str, Any
                 ProductDraft(
                     gtin=DEMO_GTIN,
                     name="示例酱香酒 53%vol 500ml",
-                    specification="500ml × 6",
+                    specification="500ml",  # the bottle's own; the case packaging is items_per_case
                     category="白酒",
                     price=Decimal("1499.00"),
                     items_per_case=6,
@@ -109,6 +109,8 @@ async def ensure_sample_codes(runtime: Runtime, tenant: Tenant) -> dict[str, Any
             batch_ids, lot_id = [items.id, cases.id], lot.id
         else:
             batch_ids, lot_id = [], None
+            if product.specification == "500ml × 6":  # demos loaded before: the case packaging was written here
+                product.specification = "500ml"
     for batch_id in batch_ids:
         await generate_batch(runtime.db, tenant.id, batch_id)
     async with runtime.db.unit_of_work(tenant_id=tenant.id) as session:

@@ -390,7 +390,13 @@ async def _after_gate(
     if outcome in (Outcome.ACCEPTED, Outcome.REPLAYED):
         if outcome is Outcome.ACCEPTED:
             state.count(sale.id, ACCEPTED, quantity)
-        pay_by = datetime.fromtimestamp(accepted_ms / 1000, UTC) + timedelta(minutes=sale.payment_minutes)
+        # A replay answers the original order's deadline, not one counted from the retry.
+        origin = answer.accepted_ms if outcome is Outcome.REPLAYED else accepted_ms
+        pay_by = (
+            datetime.fromtimestamp(origin / 1000, UTC) + timedelta(minutes=sale.payment_minutes)
+            if origin is not None
+            else None
+        )
         await _answer(
             send,
             202,
@@ -400,7 +406,7 @@ async def _after_gate(
                 "replayed": outcome is Outcome.REPLAYED,
                 "quantity": quantity,
                 "unit_price_fen": sale.price_fen,
-                "pay_by": pay_by.isoformat(timespec="seconds") if outcome is Outcome.ACCEPTED else None,
+                "pay_by": pay_by.isoformat(timespec="seconds") if pay_by is not None else None,
             },
         )
         return

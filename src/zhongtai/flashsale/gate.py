@@ -51,6 +51,9 @@ class GateAnswer:
     outcome: Outcome
     reference: str
     stock_left: int
+    # For a replay: when the original buy was accepted (ms since the epoch), so the retry answers the
+    # original order's payment deadline; None when unknown (an idempotency key written before it was kept).
+    accepted_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -123,7 +126,8 @@ IDEMPOTENCY_TTL_SECONDS = 86_400
 # stock, counts the member and appends the order to the sale's stream. A batch of one is one buy.
 # KEYS: stock, buyers (hash), stream, closed, then one idempotency key per buy.
 # ARGV: per-member limit, idempotency TTL, then per buy: member, quantity, reference, accepted ms, key.
-# Returns three values per buy: outcome, reference, stock left. A stream entry is one field `d`:
+# Returns three values per buy: outcome, reference, stock left; a replay's reference is the stored
+# "reference accepted-ms" of the original buy. A stream entry is one field `d`:
 # "reference member quantity accepted-ms key" (one field parses faster than five in the persister).
 BUY_LUA = """
 local limit = tonumber(ARGV[1])
@@ -150,7 +154,7 @@ for i = 0, n - 1 do
     left = redis.call('DECRBY', KEYS[1], qty)
     redis.call('HINCRBY', KEYS[2], member, qty)
     redis.call('XADD', KEYS[3], '*', 'd', ref .. ' ' .. member .. ' ' .. qty .. ' ' .. ARGV[a + 3] .. ' ' .. idem)
-    if idem ~= '' then redis.call('SET', KEYS[5 + i], ref, 'EX', ARGV[2]) end
+    if idem ~= '' then redis.call('SET', KEYS[5 + i], ref .. ' ' .. ARGV[a + 3], 'EX', ARGV[2]) end
     out[#out + 1] = 5; out[#out + 1] = ref
   end
   out[#out + 1] = left or 0
@@ -281,15 +285,8 @@ class RedisGate:
                 raise
         else:
             for i, p in enumerate(batch):
-                ref = answers[i * 3 + 1]
                 if not p.answer.done():
-                    p.answer.set_result(
-                        GateAnswer(
-                            Outcome(answers[i * 3]),
-                            ref.decode() if isinstance(ref, bytes) else str(ref),
-                            int(answers[i * 3 + 2]),
-                        )
-                    )
+                    p.answer.set_result(_answer_of(answers[i * 3], answers[i * 3 + 1], answers[i * 3 + 2]))
         finally:
             self._in_flight[sale.id] -= 1
             if self._waiting.get(sale.id):
@@ -308,9 +305,22 @@ class RedisGate:
         return bool(done)
 
 
+def _answer_of(outcome: int, ref: bytes | str, left: int) -> GateAnswer:
+    """One buy's answer from the script's three values; a replay's stored value also carries the
+    original acceptance time (keys stored before it was kept hold the reference alone)."""
+    text = ref.decode() if isinstance(ref, bytes) else str(ref)
+    reference, _, accepted = text.partition(" ")
+    return GateAnswer(Outcome(outcome), reference, int(left), int(accepted) if accepted.isdigit() else None)
+
+
 class _OverLimit(Exception):
     def __init__(self, stock_left: int) -> None:
         self.stock_left = stock_left
+
+
+def _epoch_ms(at: datetime) -> int:
+    """Milliseconds since the epoch of a stored UTC time (SQLite hands it back without a zone)."""
+    return int((at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 class DatabaseGate:
@@ -357,17 +367,19 @@ class DatabaseGate:
         purchases, sales, counts = PURCHASES_TABLE, SALES_TABLE, MEMBER_COUNTS_TABLE
         async with self.engine.begin() as conn:
             if idempotency_key is not None:
-                prior = await conn.scalar(
-                    select(purchases.c.reference).where(
-                        purchases.c.tenant_id == sale.tenant_id,
-                        purchases.c.sale_id == sale.id,
-                        purchases.c.consumer_id == consumer_id,
-                        purchases.c.idempotency_key == idempotency_key,
+                prior = (
+                    await conn.execute(
+                        select(purchases.c.reference, purchases.c.accepted_at).where(
+                            purchases.c.tenant_id == sale.tenant_id,
+                            purchases.c.sale_id == sale.id,
+                            purchases.c.consumer_id == consumer_id,
+                            purchases.c.idempotency_key == idempotency_key,
+                        )
                     )
-                )
+                ).first()
                 if prior is not None:
                     left = await conn.scalar(select(sales.c.stock_left).where(sales.c.id == sale.id))
-                    return GateAnswer(Outcome.REPLAYED, prior, int(left or 0))
+                    return GateAnswer(Outcome.REPLAYED, prior.reference, int(left or 0), _epoch_ms(prior.accepted_at))
             left = await conn.scalar(
                 update(sales)
                 .where(

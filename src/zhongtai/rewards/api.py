@@ -54,6 +54,7 @@ OptionalIdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")
 ]
 MAX_RESULT_FILE = 5 * 1024 * 1024
+PACKETS_SHOWN = 50
 
 
 # ------------------------------------------------------------------------------------------- schemas
@@ -345,6 +346,21 @@ class WalletOut(BaseModel):
     recent: list[GrantOut]
     pending: list[GrantOut]
     withdrawals: list[WithdrawalOut]
+
+
+class PacketOut(BaseModel):
+    """One red packet in a consumer's wallet: how much, for which bottle, when, and where it stands."""
+
+    id: uuid.UUID
+    amount_fen: int
+    status: str
+    serial: str
+    product: str
+    created_at: datetime
+
+
+class ConsumerWalletOut(WalletOut):
+    packets: list[PacketOut] = Field(description="the consumer's red packets, newest first")
 
 
 class ClaimOut(BaseModel):
@@ -643,9 +659,25 @@ async def partner_withdraw(
     return await _withdraw(session, runtime, await partner_party(session, principal), body, key)
 
 
-@router.get("/consumer/wallet", response_model=WalletOut, tags=["consumer"])
-async def consumer_wallet(principal: CurrentConsumer, session: DbSession) -> WalletOut:
-    return await _wallet(session, f"consumer:{principal.id}")
+@router.get("/consumer/wallet", response_model=ConsumerWalletOut, tags=["consumer"])
+async def consumer_wallet(principal: CurrentConsumer, session: DbSession) -> ConsumerWalletOut:
+    """The signed-in consumer's wallet: the partner's figures, and each red packet with its bottle."""
+    party = f"consumer:{principal.id}"
+    wallet = await _wallet(session, party)
+    rows = await grants.consumer_packets(session, principal.id, limit=PACKETS_SHOWN)
+    bottles = await grants.packet_bottles(session, [g.code_id for g in rows])
+    packets = [
+        PacketOut(
+            id=g.id,
+            amount_fen=g.amount_fen,
+            status=g.status,
+            serial=bottle.serial if (bottle := bottles.get(g.code_id)) else "",
+            product=bottle.product if bottle else "",
+            created_at=g.created_at,
+        )
+        for g in rows
+    ]
+    return ConsumerWalletOut(**wallet.model_dump(), packets=packets)
 
 
 def device_hash(request: Request, runtime: Any) -> str:

@@ -26,9 +26,11 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Table, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhongtai.catalog import queries as catalog_queries
 from zhongtai.channel import queries as channel_queries
 from zhongtai.channel.events import DiversionPenalized, DiversionResolved
 from zhongtai.channel.rules import HOLDER_SOLD, HOLDER_STORE
+from zhongtai.codes import queries as codes_queries
 from zhongtai.codes.events import ItemEvent
 from zhongtai.core import audit, sql, tenancy
 from zhongtai.core.clock import utcnow
@@ -634,6 +636,41 @@ async def grants_of(
     total = await service.count(session, query)
     rows = await session.scalars(query.order_by(RewardGrant.created_at.desc()).limit(limit).offset(offset))
     return list(rows), total
+
+
+@dataclass(frozen=True)
+class PacketBottle:
+    """What a consumer's wallet says a red packet was for: the bottle's serial and its product."""
+
+    serial: str
+    product: str
+
+
+async def packet_bottles(session: AsyncSession, code_ids: list[int]) -> dict[int, PacketBottle]:
+    """The bottle behind each code id, so a wallet lists "which bottle paid this" rather than an internal
+    id. Products come through the code's batch (a brand has few batches; a wallet page lists a few
+    dozen packets)."""
+    serials = await codes_queries.code_serials(session, code_ids)
+    batches = await codes_queries.batches_of(session)
+    names = await catalog_queries.product_names(session, {b.product_id for b in batches})
+
+    def product_of(code_id: int) -> str:
+        batch = next((b for b in batches if b.first_code_id <= code_id < b.first_code_id + b.quantity), None)
+        return names.get(batch.product_id, "") if batch is not None else ""
+
+    return {code_id: PacketBottle(serial, product_of(code_id)) for code_id, serial in serials.items()}
+
+
+async def consumer_packets(session: AsyncSession, consumer_id: uuid.UUID, *, limit: int = 50) -> list[RewardGrant]:
+    """A consumer's red packets, newest first: the ones earned while signed in and the ones claimed
+    from a device (those keep their `device:` party, so the party alone would miss them)."""
+    rows = await session.scalars(
+        select(RewardGrant)
+        .where(RewardGrant.consumer_id == consumer_id, RewardGrant.role == "consumer")
+        .order_by(RewardGrant.created_at.desc())
+        .limit(limit)
+    )
+    return list(rows)
 
 
 async def consumer_packet(session: AsyncSession, code_id: int) -> RewardGrant | None:

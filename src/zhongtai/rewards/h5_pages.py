@@ -1,6 +1,8 @@
 """Rewards on phones: the partner's wallet page in the partner H5 app (balance, held for review,
-withdrawing, reward history, pending items, withdrawal requests), and the red-packet panel of the
-consumer's scan page (the red packet this code's first open earned, or nothing)."""
+withdrawing, reward history, pending items, withdrawal requests), the consumer's wallet page (the red
+packets of their bottles, the ones this phone received before signing in claimed on load, withdrawals),
+and the red-packet panel of the consumer's scan page (the red packet this code's first open earned, or
+nothing)."""
 
 from __future__ import annotations
 
@@ -40,8 +42,18 @@ WALLET_WORDS: dict[str, str] = {
 }
 
 
-def _words(locale: str) -> dict[str, str]:
-    return {key: translate(locale, text) for key, text in WALLET_WORDS.items()}
+CONSUMER_WALLET_WORDS: dict[str, str] = WALLET_WORDS | {
+    "nothing": "No red packets yet.",
+    "no_withdrawals": "No withdrawals yet.",
+    "claimed": "{count} red packets this phone received were added to your wallet: {amount} yuan.",
+    "below_min": "You can withdraw once your balance reaches {amount} yuan.",
+    "over_balance": "That is more than your balance.",
+    "unknown_bottle": "A bottle",
+}
+
+
+def _words(locale: str, words: dict[str, str] = WALLET_WORDS) -> dict[str, str]:
+    return {key: translate(locale, text) for key, text in words.items()}
 
 
 @router.get("/{tenant_slug}/partner/wallet")
@@ -51,6 +63,18 @@ async def partner_wallet_page(request: Request, tenant_slug: str, session: DbSes
     tenancy.scope_all_tenants(session)
     tenant = await consumers.get_active_tenant(session, tenant_slug)
     return render(request, "rewards/h5_wallet.html", {"tenant": tenant, "words": _words(request_locale(request))})
+
+
+@router.get("/{tenant_slug}/wallet")
+async def consumer_wallet_page(request: Request, tenant_slug: str, session: DbSession) -> Response:
+    """The consumer's wallet. The page is a public shell — the scan page's red packet panel promises that
+    signing in keeps the packet; this is where it is kept. Its script claims this phone's anonymous red
+    packets, then reads `GET /api/v1/rewards/consumer/wallet`, with the consumer's token (the one the
+    sign-in page keeps)."""
+    tenancy.scope_all_tenants(session)
+    tenant = await consumers.get_active_tenant(session, tenant_slug)
+    words = _words(request_locale(request), CONSUMER_WALLET_WORDS)
+    return render(request, "rewards/h5_consumer_wallet.html", {"tenant": tenant, "words": words})
 
 
 async def red_packet_panel(context: PanelContext) -> str | None:
@@ -82,5 +106,6 @@ async def red_packet_panel(context: PanelContext) -> str | None:
             "held": packet.status == HELD,
             "anonymous": packet.party.startswith("device:") and packet.claimed_at is None,
             "login": f"/h5/{context.resolved.tenant.slug}/login",
+            "wallet": f"/h5/{context.resolved.tenant.slug}/wallet",
         }
     )

@@ -135,6 +135,7 @@ class RewardGrant(TenantOwned, Base):
         UniqueConstraint("tenant_id", "code_id", "event_kind", "role", name="uq_rewards_grants_once"),
         Index("ix_rewards_grants_party", "tenant_id", "party", "created_at"),
         Index("ix_rewards_grants_device", "tenant_id", "device_hash", "created_at"),
+        Index("ix_rewards_grants_consumer", "tenant_id", "consumer_id", "created_at"),  # a consumer's wallet
         Index("ix_rewards_grants_status", "tenant_id", "status", "created_at"),
     )
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from tests.factories import Brand, bearer, make_brand, make_token, system_actor
 from tests.members_factories import make_consumer
 from zhongtai.codes.events import ItemEvent
+from zhongtai.core import jobs
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import NotFound
 from zhongtai.core.jobs import Worker
@@ -423,3 +424,67 @@ async def test_spend_tiers_count_paid_fen_and_leave_refunded_orders_out(runtime:
         await points.do_reverse_earning(session, rule="purchase", source="order:2")
         assert await earning.do_daily(session) == (0, 1)
     assert await tiers_held(runtime, brand, member) == {"spend": "member"}
+
+
+# --- batch earning ---------------------------------------------------------------------------------
+
+
+async def test_concurrent_duplicate_batches_earn_exactly_once_and_upgrade_tiers(runtime: Runtime) -> None:
+    brand = await make_brand(runtime)
+    await set_rules(runtime, brand, loyalty.RuleDraft("review", 1))
+    await save_program(runtime, brand, "main", "period_end")
+    members = [await new_member(runtime, brand) for _ in range(4)]
+
+    async def run(offset: int) -> list[bool]:
+        async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+            rule = await loyalty.active_rule(session, "review")
+            assert rule is not None
+            requests = [
+                points.EarnRequest(members[(offset + i) % 4], rule, f"review:{(offset + i) % 4}", 60) for i in range(4)
+            ] + [points.EarnRequest(members[offset % 4], rule, f"extra:{offset % 4}", 40)]
+            return [e.is_new for e in await points.do_earn_many(session, requests) if e is not None]
+
+    results = await asyncio.gather(*(run(offset) for offset in range(4)))
+    assert sum(sum(r) for r in results) == 8  # 4 reviews + 4 extras, each once
+    for n, member in enumerate(members):
+        balance, lots = await state(runtime, brand, member)
+        assert (balance, sorted(lots)) == (100, [(f"extra:{n}", 40, 40), (f"review:{n}", 60, 60)])
+        assert await tiers_held(runtime, brand, member) == {"main": "gold"}
+    async with runtime.db.read_session(tenant_id=brand.id) as session:
+        issued = await ledger.balance_of(session, await points.issued_account(session))
+    assert issued == -400
+
+
+async def test_the_earn_job_takes_pending_siblings_into_one_batch(runtime: Runtime) -> None:
+    brand = await make_brand(runtime)
+    await set_rules(runtime, brand, loyalty.RuleDraft("scan", 5))
+    consumers = [(await make_consumer(runtime, brand))[0] for _ in range(3)]
+    for n, consumer in enumerate(consumers):
+        event = ItemEvent(brand.id, "consumer_open", n, None, None, utcnow(), f"cv:{n}", consumer_id=consumer.id)
+        async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+            await earning.on_item_event(session, event)
+    worker = Worker(runtime.db, batch_size=1)
+    assert await worker.run_once() == 1
+    assert await worker.run_once() == 0, "the first job earned its pending siblings too"
+    async with runtime.db.read_session(tenant_id=brand.id) as session:
+        statuses = list(await session.scalars(select(OutboxJob.status)))
+        assert statuses == ["done"] * 3
+        assert await session.scalar(select(func.sum(PointsLot.amount))) == 15
+        assert (await ledger.recompute_balances(session)).ok
+
+
+async def test_a_failing_batch_leaves_the_siblings_pending_and_the_job_earns_alone(runtime: Runtime) -> None:
+    brand = await make_brand(runtime)
+    await set_rules(runtime, brand, loyalty.RuleDraft("scan", 5))
+    consumer, _ = await make_consumer(runtime, brand)
+    good = {"kind": "scan", "source": "code:1", "consumer_id": str(consumer.id), "at": utcnow().isoformat()}
+    bad = good | {"source": "x" * 121}  # refused by do_earn_many: the whole batch is undone
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        await jobs.enqueue(session, earning.EARN_TOPIC, good, dedupe_key="good")
+        await jobs.enqueue(session, earning.EARN_TOPIC, bad, dedupe_key="bad")
+    worker = Worker(runtime.db, batch_size=1)
+    assert await worker.run_once() == 1
+    async with runtime.db.read_session(tenant_id=brand.id) as session:
+        rows = (await session.execute(select(OutboxJob.dedupe_key, OutboxJob.status).order_by(OutboxJob.id))).all()
+        assert [tuple(row) for row in rows] == [("good", "done"), ("bad", "pending")]
+        assert list(await session.scalars(select(PointsLot.source))) == ["code:1"]

@@ -16,8 +16,10 @@ On PostgreSQL the resolved members also get facts rows (COPY), and loading them 
 (`facts.load_columns`) and a full `segments.evaluate_all` are timed, beside loading ORM rows.
 
 Points (per tier): E members (default 4,000) each earn once through `points.do_earn` — a ledger entry
-and a lot with its exactly-once key — 8 concurrent units of work; baseline of the same run: bare
-units of work (BEGIN, SELECT 1, COMMIT), one at a time and 8 concurrent.
+and a lot with its exactly-once key — 8 concurrent units of work; then each earns once more through
+`points.do_earn_many`, 500 earnings per unit of work, 8 concurrent (each batch replayed once more adds
+nothing); baseline of the same run: bare units of work (BEGIN, SELECT 1, COMMIT), one at a time and
+8 concurrent.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from zhongtai.members.segment_models import MemberFacts
 progress = Console(stderr=True)
 TIERS = ("postgres",)
 CONCURRENCY = 8
+EARN_BATCH = 500  # earnings per `points.do_earn_many` in the batched measurement
 SEGMENT = (
     'city in ["上海", "杭州"] && stage == "active" && monetary_score >= 4 && spend_fen > 50000 && "tmall" in channels'
 )
@@ -376,12 +379,26 @@ async def measure_earning(settings: Settings, earnings: int) -> dict[str, Any]:
 
             return run
 
+        def earn_batch(first: int) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                requests = [
+                    points.EarnRequest(member_ids[n], rule, f"batch:{n}", 10)
+                    for n in range(first, min(first + EARN_BATCH, len(member_ids)))
+                ]
+                async with db.unit_of_work(tenant_id=tenant_id) as session:
+                    await points.do_earn_many(session, requests)
+
+            return run
+
         bare_count = max(50, earnings // 4)
         bare_s, _ = await _concurrently([bare] * bare_count, 1)
         bare8_s, _ = await _concurrently([bare] * bare_count, CONCURRENCY)
         earn_s, latencies = await _concurrently([earn(n) for n in range(len(member_ids))], CONCURRENCY)
         replayed = min(100, len(member_ids))
         await _concurrently([earn(n) for n in range(replayed)], CONCURRENCY)  # exactly once: adds nothing
+        batches = [earn_batch(first) for first in range(0, len(member_ids), EARN_BATCH)]
+        batch_s, _ = await _concurrently(batches, CONCURRENCY)
+        await _concurrently(batches[:1], CONCURRENCY)  # a replayed batch: adds nothing
         async with db.unit_of_work(tenant_id=tenant_id) as session:
             lots = await session.scalar(select(func.count()).select_from(PointsLot))
             total = await session.scalar(select(func.coalesce(func.sum(PointsLot.amount), 0)))
@@ -391,6 +408,7 @@ async def measure_earning(settings: Settings, earnings: int) -> dict[str, Any]:
             "baseline_transactions_per_s": round(bare_count / bare_s, 1),
             f"baseline_concurrent{CONCURRENCY}_transactions_per_s": round(bare_count / bare8_s, 1),
             f"earn_concurrent{CONCURRENCY}_members_per_s": round(len(member_ids) / earn_s, 1),
+            f"earn_batched{EARN_BATCH}_concurrent{CONCURRENCY}_members_per_s": round(len(member_ids) / batch_s, 1),
             "earn_p50_ms": round(statistics.median(latencies) * 1000, 2),
             "earn_p95_ms": round(latencies[int(len(latencies) * 0.95)] * 1000, 2),
             "earn_members": len(member_ids),

@@ -169,6 +169,40 @@ async def enqueue_many(
     session.sync_session.info[_ENQUEUED_FLAG] = True
 
 
+async def take_siblings(ctx: JobContext, limit: int) -> list[dict[str, Any]]:
+    """Take up to `limit` other ready jobs of the handler's topic and tenant into its transaction and
+    return their payloads, for handlers that do many jobs' work at once with set-based statements.
+
+    The jobs are marked done in the handler's transaction, so they are done exactly when its work
+    commits; if it rolls back they stay pending and run on their own. Jobs another worker holds are
+    skipped (`SKIP LOCKED` on PostgreSQL; SQLite serialises writers)."""
+    if limit <= 0:
+        return []
+    now = utcnow()
+    candidates = (
+        select(OutboxJob.id)
+        .where(
+            OutboxJob.topic == ctx.topic,
+            OutboxJob.tenant_id == ctx.tenant_id,
+            OutboxJob.id != ctx.job_id,
+            OutboxJob.status == "pending",
+            OutboxJob.available_at <= now,
+        )
+        .order_by(OutboxJob.id)
+        .limit(limit)
+    )
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    taken = await ctx.session.scalars(
+        update(OutboxJob)
+        .where(OutboxJob.id.in_(candidates.scalar_subquery()), OutboxJob.status == "pending")
+        .values(status="done", attempts=OutboxJob.attempts + 1, finished_at=now, last_error=None)
+        .returning(OutboxJob.payload)
+        .execution_options(synchronize_session=False)
+    )
+    return [dict(payload) for payload in taken]
+
+
 def backoff_seconds(attempt: int) -> float:
     """Exponential backoff with jitter: ~2s, 4s, 8s … capped at an hour."""
     base: float = min(MAX_BACKOFF_SECONDS, 2.0**attempt)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -57,3 +58,11 @@ def upsert(
 ) -> Insert:
     """`INSERT … ON CONFLICT (conflict…) DO UPDATE SET set_ [WHERE where]`."""
     return insert(bind, table).on_conflict_do_update(index_elements=list(conflict), set_=dict(set_), where=where)
+
+
+def in_values(bind: Bindable, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN (values…)`; on PostgreSQL `column = ANY(:array)`: one parameter whatever the count, so
+    the statement is prepared once and planned fast for thousands of values."""
+    if is_postgres(bind):
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(values)  # type: ignore[no-any-return]

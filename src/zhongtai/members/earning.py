@@ -22,14 +22,16 @@ from zhongtai.codes.events import ItemEvent
 from zhongtai.core import jobs
 from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import Crypto
+from zhongtai.core.errors import AppError
 from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.settings import Settings
 from zhongtai.members import loyalty, points, privacy
 from zhongtai.members import loyalty_rules as lr
-from zhongtai.members.loyalty_models import LoyaltyMembership, LoyaltyProgram, PointsSignIn
+from zhongtai.members.loyalty_models import LoyaltyMembership, LoyaltyProgram, PointsRule, PointsSignIn
 from zhongtai.members.models import Member
 
 EARN_TOPIC = "members.points.earn"
+EARN_BATCH = 500  # earnings one earn job takes at once (its own and pending siblings of the brand)
 DAILY_TOPIC = "members.points.daily"
 PROFILE_FIELDS = ("name", "birthday", "gender", "city")
 
@@ -107,10 +109,47 @@ async def do_earn_for_consumer(
     )
 
 
+async def do_earn_for_consumers(
+    session: AsyncSession, crypto: Crypto, tenant_id: uuid.UUID, payloads: list[dict[str, Any]]
+) -> list[points.Earned | None]:
+    """`do_earn_for_consumer` for many payloads with one `points.do_earn_many` (one ledger batch)."""
+    rules: dict[str, PointsRule | None] = {}
+    requests: list[points.EarnRequest] = []
+    for payload in payloads:
+        kind = str(payload["kind"])
+        if kind not in rules:
+            rules[kind] = await loyalty.active_rule(session, kind)
+        rule = rules[kind]
+        if rule is None:
+            continue
+        consumer_id = uuid.UUID(str(payload["consumer_id"]))
+        member = await privacy.ensure_member_for_consumer(session, _actor(tenant_id), crypto, consumer_id)
+        requests.append(_request(member.id, rule, payload))
+    return await points.do_earn_many(session, requests)
+
+
+def _request(member_id: uuid.UUID, rule: PointsRule, payload: dict[str, Any]) -> points.EarnRequest:
+    amount_fen = int(str(payload.get("amount_fen", 0)))
+    earned = lr.purchase_points(rule.points, amount_fen) if rule.kind == "purchase" else rule.points
+    at = datetime.fromisoformat(str(payload["at"])) if payload.get("at") else None
+    return points.EarnRequest(member_id, rule, str(payload["source"]), earned, amount_fen, at)
+
+
 @jobs.job_handler(EARN_TOPIC)
 async def earn_job(ctx: jobs.JobContext) -> None:
+    """Earn this job's payload and up to `EARN_BATCH - 1` other pending earnings of the brand in one
+    batch. If the batch fails (a member merged meanwhile, say), its savepoint is undone, the other
+    jobs stay pending, and this job earns its own payload alone."""
     settings = ctx.database.settings if ctx.database is not None else Settings()
-    await do_earn_for_consumer(ctx.session, Crypto(settings.secrets), ctx.tenant_id, ctx.payload)
+    crypto = Crypto(settings.secrets)
+    try:
+        async with ctx.session.begin_nested():
+            siblings = await jobs.take_siblings(ctx, EARN_BATCH - 1)
+            await do_earn_for_consumers(ctx.session, crypto, ctx.tenant_id, [ctx.payload, *siblings])
+            return
+    except AppError:
+        pass
+    await do_earn_for_consumer(ctx.session, crypto, ctx.tenant_id, ctx.payload)
 
 
 async def do_sign_in(session: AsyncSession, member_id: uuid.UUID, at: datetime | None = None) -> SignedIn:

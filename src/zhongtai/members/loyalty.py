@@ -9,6 +9,8 @@ daily job (`members.loyalty_jobs`) applies downgrades: at the end of the tier's 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -221,11 +223,33 @@ async def do_enroll(session: AsyncSession, member_id: uuid.UUID, program: Loyalt
 
 async def do_auto_enroll(session: AsyncSession, member_id: uuid.UUID, at: datetime) -> None:
     """Enrol the member in every active program open to all channels."""
-    programs = await session.scalars(
-        select(LoyaltyProgram).where(LoyaltyProgram.is_active.is_(True), LoyaltyProgram.channel.is_(None))
+    await do_auto_enroll_many(session, [member_id], at)
+
+
+async def do_auto_enroll_many(session: AsyncSession, member_ids: Sequence[uuid.UUID], at: datetime) -> None:
+    """Enrol the members in every active program open to all channels: one read of the programs and
+    one insert for all members (enrolling again does nothing)."""
+    programs = list(
+        await session.scalars(
+            select(LoyaltyProgram).where(LoyaltyProgram.is_active.is_(True), LoyaltyProgram.channel.is_(None))
+        )
     )
-    for program in programs:
-        await do_enroll(session, member_id, program, at)
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": program.tenant_id,
+            "program_id": program.id,
+            "member_id": member_id,
+            "tier_id": None,
+            "tier_since": at,
+            "period_ends_at": None,
+            "joined_at": at,
+        }
+        for program in programs
+        for member_id in member_ids
+    ]
+    if rows:
+        await session.execute(insert_ignore(session, LoyaltyMembership, "tenant_id", "program_id", "member_id"), rows)
 
 
 async def qualifying_metric(session: AsyncSession, member_id: uuid.UUID, program: LoyaltyProgram, at: datetime) -> int:
@@ -238,6 +262,21 @@ async def qualifying_metric(session: AsyncSession, member_id: uuid.UUID, program
     else:
         query = select(func.sum(PointsLot.amount - PointsLot.reversed_amount)).where(*window)
     return int(await session.scalar(query) or 0)
+
+
+async def qualifying_metrics(
+    session: AsyncSession, member_ids: Sequence[uuid.UUID], program: LoyaltyProgram, at: datetime
+) -> dict[uuid.UUID, int]:
+    """`qualifying_metric` of many members with one grouped query."""
+    since = at - timedelta(days=program.period_days)
+    window = (PointsLot.member_id.in_(member_ids), PointsLot.earned_at > since, PointsLot.earned_at <= at)
+    if program.qualify_by == "spend":
+        total = func.sum(PointsLot.qualifying_fen)
+        query = select(PointsLot.member_id, total).where(*window, PointsLot.reversed_at.is_(None))
+    else:
+        query = select(PointsLot.member_id, func.sum(PointsLot.amount - PointsLot.reversed_amount)).where(*window)
+    rows = await session.execute(query.group_by(PointsLot.member_id))
+    return {row[0]: int(row[1] or 0) for row in rows.all()}
 
 
 def _decide(
@@ -258,22 +297,55 @@ def _decide(
 
 async def do_refresh_tiers(session: AsyncSession, member_id: uuid.UUID, at: datetime | None = None) -> None:
     """Re-evaluate the member's tier in each of their programs (caller holds the member's lock)."""
+    await do_refresh_tiers_many(session, [member_id], at)
+
+
+async def do_refresh_tiers_many(
+    session: AsyncSession, member_ids: Sequence[uuid.UUID], at: datetime | None = None
+) -> None:
+    """Re-evaluate the tiers of many members (caller holds their locks): the memberships, programs and
+    tiers are read once for all of them and the metric with one grouped query per program, so a batch
+    of earnings costs a few statements, not a few per member. Members in no program cost one query."""
     now = at or utcnow()
-    for membership in await memberships_of(session, member_id):
-        program = await get_program(session, membership.program_id)
-        tiers = await tiers_of(session, program.id)
-        rank_of = {t.id: t.rank for t in tiers}
-        current = rank_of.get(membership.tier_id, 0) if membership.tier_id else 0
-        metric = await qualifying_metric(session, member_id, program, now)
-        qualified = lr.qualified_rank([(t.rank, t.threshold) for t in tiers], metric) or 0
-        new_rank = _decide(membership, program, current, qualified, now)
-        if new_rank is None:
-            continue
-        tier = next((t for t in tiers if t.rank == new_rank), None)
-        if new_rank != current:
-            membership.tier_id, membership.tier_since = (tier.id if tier else None), now
-        membership.period_ends_at = now + timedelta(days=program.period_days) if tier else None
+    memberships = list(
+        await session.scalars(
+            select(LoyaltyMembership)
+            .where(LoyaltyMembership.member_id.in_(member_ids))
+            .execution_options(populate_existing=True)
+        )
+    )
+    if not memberships:
+        return
+    program_ids = {m.program_id for m in memberships}
+    programs = {
+        p.id: p for p in await session.scalars(select(LoyaltyProgram).where(LoyaltyProgram.id.in_(program_ids)))
+    }
+    tiers: dict[uuid.UUID, list[LoyaltyTier]] = defaultdict(list)
+    for tier in await session.scalars(
+        select(LoyaltyTier).where(LoyaltyTier.program_id.in_(program_ids)).order_by(LoyaltyTier.rank)
+    ):
+        tiers[tier.program_id].append(tier)
+    metrics = {pid: await qualifying_metrics(session, member_ids, program, now) for pid, program in programs.items()}
+    for membership in memberships:
+        program = programs[membership.program_id]
+        metric = metrics[program.id].get(membership.member_id, 0)
+        _apply_tier(membership, program, tiers[program.id], metric, now)
     await session.flush()
+
+
+def _apply_tier(
+    membership: LoyaltyMembership, program: LoyaltyProgram, tiers: list[LoyaltyTier], metric: int, now: datetime
+) -> None:
+    rank_of = {t.id: t.rank for t in tiers}
+    current = rank_of.get(membership.tier_id, 0) if membership.tier_id else 0
+    qualified = lr.qualified_rank([(t.rank, t.threshold) for t in tiers], metric) or 0
+    new_rank = _decide(membership, program, current, qualified, now)
+    if new_rank is None:
+        return
+    tier = next((t for t in tiers if t.rank == new_rank), None)
+    if new_rank != current:
+        membership.tier_id, membership.tier_since = (tier.id if tier else None), now
+    membership.period_ends_at = now + timedelta(days=program.period_days) if tier else None
 
 
 async def standings(session: AsyncSession, member_id: uuid.UUID, at: datetime | None = None) -> list[Standing]:

@@ -12,14 +12,21 @@ before committed (SQLite serialises writers anyway); the ledger's floor backs "n
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, event, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from zhongtai.core import sql, tenancy
 from zhongtai.core.clock import utcnow
 from zhongtai.core.errors import Conflict, NotFound, ValidationFailed
+from zhongtai.core.ids import new_id
+from zhongtai.kit.cache import TTLCache
+from zhongtai.ledger import batch as ledger_batch
 from zhongtai.ledger import service as ledger
 from zhongtai.ledger.errors import InsufficientFunds
 from zhongtai.ledger.service import POINTS, EntryDraft, Line
@@ -30,6 +37,26 @@ from zhongtai.members.models import Member
 
 ISSUED_KEY = "points:issued"
 MAX_REDEMPTION = 10**9
+MAX_EARN_BATCH = 5_000
+_LOTS = cast(Table, PointsLot.__table__)
+# Ledger account ids by (tenant, key): an account's id never changes once created, so a hit skips the
+# look-up (or the open) on every earning. Filled only after the transaction that read or created the
+# account committed, so a rolled-back account is never served.
+_ACCOUNT_IDS: TTLCache[tuple[uuid.UUID, str], uuid.UUID] = TTLCache(
+    "members.points_accounts", ttl=3600, maxsize=200_000
+)
+_PENDING_IDS = "zt_points_account_ids"
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_account_ids(session: Session) -> None:
+    for key, account_id in session.info.pop(_PENDING_IDS, {}).items():
+        _ACCOUNT_IDS.set(key, account_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_account_ids(session: Session) -> None:
+    session.info.pop(_PENDING_IDS, None)
 
 
 class NotEnoughPoints(Conflict):
@@ -46,6 +73,18 @@ class MemberMerged(Conflict):
 class Earned:
     lot: PointsLot
     is_new: bool
+
+
+@dataclass(frozen=True)
+class EarnRequest:
+    """One earning of a batch: what `do_earn` takes."""
+
+    member_id: uuid.UUID
+    rule: PointsRule
+    source: str
+    points: int
+    qualifying_fen: int = 0
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +143,8 @@ async def _move(
     session: AsyncSession, key: str, kind: str, member_id: uuid.UUID, delta: int, **data: object
 ) -> ledger.Posted:
     """Post `delta` points to the member (negative: from them), the other side on the issued account."""
-    mine, issued = await member_account(session, member_id), await issued_account(session)
+    accounts, issued = await _points_accounts(session, [member_id])
+    mine = accounts[member_id]
     draft = EntryDraft(
         idempotency_key=key,
         kind=kind,
@@ -151,36 +191,161 @@ async def do_earn(
 ) -> Earned | None:
     """Give the member `points` for `source` under `rule`, once: a second call for the same rule and
     source returns the first lot. 0 points give nothing, unless they stand for spend (a lot of 0 that
-    spend tiers count). Tiers are re-evaluated at once."""
-    if not source or len(source) > 120:
-        raise ValidationFailed("An earning needs a source of up to 120 characters.", field="source")
-    now = at or utcnow()
-    await lock_member(session, member_id)
-    existing = await lot_by_source(session, rule.kind, source)
-    if existing is not None:
-        return Earned(existing, False)
-    if points <= 0 and qualifying_fen <= 0:
-        return None
-    entry_id = None
-    if points > 0:
-        posted = await _move(session, f"points:earn:{rule.kind}:{source}", "points_earn", member_id, points)
-        entry_id = posted.entry.id
-    lot = PointsLot(
-        member_id=member_id,
-        entry_id=entry_id,
-        rule=rule.kind,
-        source=source,
-        amount=points,
-        remaining=points,
-        qualifying_fen=qualifying_fen,
-        earned_at=now,
-        expires_at=lr.expires_at(rule.expiry, rule.expiry_days, now),
+    spend tiers count). Tiers are re-evaluated at once. A batch of one (see `do_earn_many`)."""
+    request = EarnRequest(member_id, rule, source, points, qualifying_fen, at)
+    return (await do_earn_many(session, [request]))[0]
+
+
+async def do_earn_many(session: AsyncSession, earnings: Sequence[EarnRequest]) -> list[Earned | None]:
+    """`do_earn` for many earnings in one transaction with set-based statements; the result of each
+    request in order (a request repeating an earlier one's rule and source gets that one's result).
+
+    Locks the members in id order, inserts the new lots in one statement (`ON CONFLICT DO NOTHING` on
+    the lot's natural key: exactly once), enrols and re-evaluates the tiers of the members who earned,
+    and posts last, with `ledger.batch.post_many`: the brand's `points_issued` balance — the row every
+    earning touches — is updated once per batch and held locked only from there to the commit.
+    A missing or merged member refuses the whole batch (`NotFound`, `MemberMerged`)."""
+    if len(earnings) > MAX_EARN_BATCH:
+        raise ValidationFailed(f"Earn at most {MAX_EARN_BATCH} at once.", field="earnings")
+    for request in earnings:
+        if not request.source or len(request.source) > 120:
+            raise ValidationFailed("An earning needs a source of up to 120 characters.", field="source")
+    if not earnings:
+        return []
+    await _lock_members(session, sorted({e.member_id for e in earnings}))
+    wanted: dict[tuple[str, str], EarnRequest] = {}
+    for request in earnings:
+        wanted.setdefault((request.rule.kind, request.source), request)
+    lots: dict[tuple[str, str], Earned] = {
+        key: Earned(lot, False) for key, lot in (await _lots_by_key(session, list(wanted))).items()
+    }
+    todo = [e for key, e in wanted.items() if key not in lots and (e.points > 0 or e.qualifying_fen > 0)]
+    created = await _insert_lots(session, todo)
+    lots |= {key: Earned(lot, True) for key, lot in created.items()}
+    if created:
+        members = sorted({lot.member_id for lot in created.values()})
+        now = max((e.at for e in todo if e.at is not None), default=None) or utcnow()
+        await loyalty.do_auto_enroll_many(session, members, now)
+        await loyalty.do_refresh_tiers_many(session, members, now)
+        await _post_earnings(session, [lot for lot in created.values() if lot.amount > 0])
+    return [lots.get((e.rule.kind, e.source)) for e in earnings]
+
+
+async def _lock_members(session: AsyncSession, member_ids: list[uuid.UUID]) -> None:
+    """`lock_member` for many members, in id order (no deadlock between two batches)."""
+    rows = await session.execute(
+        select(Member.id, Member.merged_into_id)
+        .where(sql.in_values(session, Member.id, member_ids))
+        .order_by(Member.id)
+        .with_for_update()
     )
-    session.add(lot)
-    await session.flush()
-    await loyalty.do_auto_enroll(session, member_id, now)
-    await loyalty.do_refresh_tiers(session, member_id, now)
-    return Earned(lot, True)
+    found = {row[0]: row[1] for row in rows.all()}
+    if len(found) != len(member_ids):
+        raise NotFound("No such member.", member_ids=sorted(str(m) for m in set(member_ids) - found.keys()))
+    merged = next((into for into in found.values() if into is not None), None)
+    if merged is not None:
+        raise MemberMerged(merged_into_id=str(merged))
+
+
+async def _lots_by_key(session: AsyncSession, keys: list[tuple[str, str]]) -> dict[tuple[str, str], PointsLot]:
+    by_rule: dict[str, list[str]] = {}
+    for rule, source in keys:
+        by_rule.setdefault(rule, []).append(source)
+    conditions = [(PointsLot.rule == rule) & PointsLot.source.in_(sources) for rule, sources in by_rule.items()]
+    rows = await session.scalars(select(PointsLot).where(or_(*conditions)).execution_options(populate_existing=True))
+    return {(lot.rule, lot.source): lot for lot in rows}
+
+
+def _lot_row(tenant_id: uuid.UUID, request: EarnRequest) -> dict[str, Any]:
+    now = request.at or utcnow()
+    rule = request.rule
+    return {
+        "id": new_id(),
+        "tenant_id": tenant_id,
+        "member_id": request.member_id,
+        "entry_id": new_id() if request.points > 0 else None,
+        "rule": rule.kind,
+        "source": request.source,
+        "amount": max(request.points, 0),
+        "remaining": max(request.points, 0),
+        "qualifying_fen": request.qualifying_fen,
+        "earned_at": now,
+        "expires_at": lr.expires_at(rule.expiry, rule.expiry_days, now),
+        "expired_amount": 0,
+        "reversed_at": None,
+        "reversed_amount": 0,
+        "shortfall": 0,
+    }
+
+
+async def _insert_lots(session: AsyncSession, requests: list[EarnRequest]) -> dict[tuple[str, str], PointsLot]:
+    """Insert the lots; those whose (rule, source) another transaction took first are left out (and
+    earn nothing here)."""
+    if not requests:
+        return {}
+    tenant_id = _tenant(session)
+    rows = [_lot_row(tenant_id, request) for request in requests]
+    statement = sql.insert_ignore(session, _LOTS, "tenant_id", "rule", "source").returning(_LOTS.c.id)
+    inserted = set((await session.execute(statement, rows)).scalars().all())
+    return {(r["rule"], r["source"]): PointsLot(**r) for r in rows if r["id"] in inserted}
+
+
+async def _post_earnings(session: AsyncSession, lots: list[PointsLot]) -> None:
+    """One ledger entry per lot, posted as one batch (the entry ids are the lots' `entry_id`)."""
+    if not lots:
+        return
+    accounts, issued = await _points_accounts(session, sorted({lot.member_id for lot in lots}))
+    drafts = [
+        EntryDraft(
+            idempotency_key=f"points:earn:{lot.rule}:{lot.source}",
+            kind="points_earn",
+            lines=[Line(accounts[lot.member_id], lot.amount), Line(issued, -lot.amount)],
+            reference_type="member",
+            reference_id=str(lot.member_id),
+        )
+        for lot in lots
+    ]
+    ids = {draft.idempotency_key: lot.entry_id for draft, lot in zip(drafts, lots, strict=True) if lot.entry_id}
+    posted = await ledger_batch.post_many(session, drafts, posted_by="members.points", entry_ids=ids)
+    for lot, done in zip(lots, posted, strict=True):
+        if done.entry_id != lot.entry_id:  # the key was posted before the lot existed: point at that entry
+            lot.entry_id = done.entry_id
+            await session.execute(update(_LOTS).where(_LOTS.c.id == lot.id).values(entry_id=done.entry_id))
+
+
+def _tenant(session: AsyncSession) -> uuid.UUID:
+    scope = tenancy.current_scope(session)
+    if not isinstance(scope, uuid.UUID):
+        raise NotFound("Points need a session scoped to one brand.")
+    return scope
+
+
+async def _points_accounts(
+    session: AsyncSession, member_ids: list[uuid.UUID]
+) -> tuple[dict[uuid.UUID, uuid.UUID], uuid.UUID]:
+    """The members' points accounts and the brand's issued account, opened when missing; cached ids
+    are used without a query."""
+    tenant_id = _tenant(session)
+    specs = {member_account_key(m): _member_spec(m) for m in member_ids}
+    specs[ISSUED_KEY] = ledger_batch.AccountSpec(ISSUED_KEY, "points_issued", "Points issued", POINTS)
+    ids: dict[str, uuid.UUID] = {}
+    for key in specs:
+        cached = _ACCOUNT_IDS.get((tenant_id, key))
+        if cached is not None:
+            ids[key] = cached
+    missing = [spec for key, spec in specs.items() if key not in ids]
+    if missing:
+        opened = await ledger_batch.open_accounts(session, missing)
+        ids |= opened
+        pending = session.sync_session.info.setdefault(_PENDING_IDS, {})
+        pending.update({(tenant_id, key): account_id for key, account_id in opened.items()})
+    return {m: ids[member_account_key(m)] for m in member_ids}, ids[ISSUED_KEY]
+
+
+def _member_spec(member_id: uuid.UUID) -> ledger_batch.AccountSpec:
+    return ledger_batch.AccountSpec(
+        member_account_key(member_id), "points", "Member points", POINTS, "member", str(member_id), 0
+    )
 
 
 async def open_lots(session: AsyncSession, member_id: uuid.UUID) -> list[PointsLot]:

@@ -23,6 +23,7 @@ from zhongtai.core import audit
 from zhongtai.core.audit import RequestOrigin
 from zhongtai.core.crypto import Crypto
 from zhongtai.core.principals import Principal
+from zhongtai.kit import tabular
 from zhongtai.kit.tabular import (
     MAX_ROWS,
     ImportMode,
@@ -54,28 +55,6 @@ STORE_COLUMNS: dict[str, tuple[str, ...]] = {
 REQUIRED = {"dealers": ("code", "name"), "stores": ("code", "name", "dealer_code")}
 
 
-def _header(
-    cells: list[str], columns: dict[str, tuple[str, ...]], required: tuple[str, ...]
-) -> tuple[dict[str, int], dict[str, str], list[str]]:
-    aliases = {alias: name for name, names in columns.items() for alias in names}
-    positions: dict[str, int] = {}
-    labels: dict[str, str] = {}
-    ignored: list[str] = []
-    for index, cell in enumerate(cells):
-        name = aliases.get(cell.strip().lower())
-        if name is None or name in positions:
-            if cell.strip():
-                ignored.append(cell.strip())
-            continue
-        positions[name], labels[name] = index, cell.strip()
-    missing = [column for column in required if column not in positions]
-    if missing:
-        raise ImportUnreadable(
-            f"The first row must name the columns; missing: {', '.join(missing)}.", missing_columns=missing
-        )
-    return positions, labels, ignored
-
-
 def _rows(
     rows: Iterator[Sequence[object]],
     result: ImportResult,
@@ -89,7 +68,7 @@ def _rows(
     header = [cell_text(cell) for cell in first or []]
     if not any(header):
         raise ImportUnreadable("The file is empty; the first row must name the columns.")
-    positions, labels, result.ignored_columns = _header(header, columns, required)
+    positions, labels, result.ignored_columns = tabular.header_positions(header, columns, required)
     present.update(positions)
     for row_number, cells in enumerate(rows, start=2):
         if not any(cell_text(cell) for cell in cells):

@@ -21,6 +21,7 @@ from zhongtai.members import consent, duplicates, lifecycle, loyalty, oneid, poi
 from zhongtai.members import oneid_rules as r
 from zhongtai.members.duplicate_models import MemberDuplicateSuggestion
 from zhongtai.members.duplicates_api import queue_scan
+from zhongtai.members.models import MemberIdentifier
 from zhongtai.members.panels import MEMBER_360, MemberPanelContext
 from zhongtai.members.permissions import MEMBERS_READ, MEMBERS_WRITE
 from zhongtai.rewards import payouts
@@ -78,12 +79,17 @@ async def members_page(
         rows, total = found, len(found)
     else:
         rows, total = await oneid.list_members(session, limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
-    counts = {m.id: len(await oneid.identifiers_of(session, m.id)) for m in rows}
+    counted = await session.execute(
+        select(MemberIdentifier.member_id, func.count())
+        .where(MemberIdentifier.member_id.in_([m.id for m in rows]))
+        .group_by(MemberIdentifier.member_id)
+    )
+    counts: dict[uuid.UUID, int] = {member_id: int(n) for member_id, n in counted.all()}
     return render(
         request,
         "members/members.html",
         {
-            "members": [(m, r.shown_profile(m.profile), counts[m.id]) for m in rows],
+            "members": [(m, r.shown_profile(m.profile), counts.get(m.id, 0)) for m in rows],
             "total": total,
             "page": page,
             "per_page": PER_PAGE,

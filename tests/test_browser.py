@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.browser_support import click_nav
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("ZT_CHROMIUM", "/usr/bin/chromium")
@@ -145,12 +147,19 @@ def test_operator_and_consumer_journeys(demo_server: tuple[str, dict[str, Any]])
             page.fill("input[name=password]", operator["password"])
             page.click("button[type=submit]")
             expect(page.locator(".page-title")).to_have_text("首页")
+            # The menu is grouped by area, every area folded on the home page.
+            settings_area = page.locator("details.nav-group[data-group=settings]")
+            expect(settings_area.locator("summary")).to_have_text("设置")
+            expect(page.locator("details.nav-group[open]")).to_have_count(0)
             nav_users = page.locator("a.nav-item[href='/console/users']")
-            expect(nav_users).to_have_text("用户")
+            expect(nav_users).to_be_hidden()
             shot("02-home")
 
             # Create a user; first a refused password, then a good one.
+            settings_area.locator("summary").click()
+            expect(nav_users).to_have_text("用户")
             nav_users.click()
+            expect(settings_area).to_have_attribute("open", "")  # the current page's area stays open
             page.click("#new-user")
             page.fill("input[name=email]", new_email)
             page.fill("input[name=display_name]", "门店导购 小王")
@@ -174,7 +183,7 @@ def test_operator_and_consumer_journeys(demo_server: tuple[str, dict[str, Any]])
             page.set_viewport_size({"width": 1366, "height": 860})
 
             # The other pages render (screenshots for review).
-            page.click("a.nav-item[href='/console/tokens']")
+            click_nav(page, "/console/tokens")
             expect(page.locator(".page-title")).to_have_text("API 令牌")
             shot("05-tokens")
             page.click("#new-token")
@@ -212,7 +221,7 @@ def test_operator_and_consumer_journeys(demo_server: tuple[str, dict[str, Any]])
             page.fill("input[name=email]", credentials["platform_admin"]["email"])
             page.fill("input[name=password]", credentials["platform_admin"]["password"])
             page.click("button[type=submit]")
-            page.click("a.nav-item[href='/console/platform/tenants']")
+            click_nav(page, "/console/platform/tenants")
             expect(page.locator("tbody")).to_contain_text("demo-baijiu")
             shot("11-tenants")
             assert errors == [], errors

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser_support import click_nav
 from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, demo_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.browser
@@ -41,7 +42,7 @@ def test_dealer_store_and_partner_sign_in(demo_server: tuple[str, dict[str, Any]
             page.fill("input[name=email]", operator["email"])
             page.fill("input[name=password]", operator["password"])
             page.click("button[type=submit]")
-            page.click("a.nav-item[href='/console/channel/dealers']")
+            click_nav(page, "/console/channel/dealers")
             expect(page.locator(".page-title")).to_have_text("经销商")
             page.click("#new-dealer")
             page.fill("input[name=code]", f"GZ-{suffix}")

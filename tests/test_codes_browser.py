@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from stdnum import ean
 
+from tests.browser_support import click_nav
 from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, demo_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.browser
@@ -54,7 +55,7 @@ def test_product_batch_progress_and_download(demo_server: tuple[str, dict[str, A
             expect(page.locator(".page-title")).to_have_text("首页")
 
             # A product in the catalog console.
-            page.click("a.nav-item[href='/console/catalog/products']")
+            click_nav(page, "/console/catalog/products")
             page.click("#new-product")
             page.fill("input[name=gtin]", gtin)
             page.fill("input[name=name]", "示例白酒 53%vol")
@@ -64,7 +65,7 @@ def test_product_batch_progress_and_download(demo_server: tuple[str, dict[str, A
             expect(page.locator(".flash.ok")).to_have_text("产品 示例白酒 53%vol 已创建。")
 
             # Request 20 item codes; first a refused quantity.
-            page.click("a.nav-item[href='/console/codes/batches']")
+            click_nav(page, "/console/codes/batches")
             expect(page.locator(".page-title")).to_have_text("码批次")
             shot("20-code-batches-empty")
             page.click("#request-codes")
@@ -103,7 +104,7 @@ def test_product_batch_progress_and_download(demo_server: tuple[str, dict[str, A
 
             # Look one code up.
             serial = rows[3][2]
-            page.click("a.nav-item[href='/console/codes/lookup']")
+            click_nav(page, "/console/codes/lookup")
             page.fill("input[name=code]", rows[3][1])
             page.click("#lookup")
             expect(page.locator("#code-state")).to_have_text("已生成")
@@ -136,7 +137,7 @@ def test_product_batch_progress_and_download(demo_server: tuple[str, dict[str, A
             expect(page.locator("#code-state")).to_have_text("已作废")
 
             # Settings: rotate the PIN key after the browser's confirmation.
-            page.click("a.nav-item[href='/console/codes/settings']")
+            click_nav(page, "/console/codes/settings")
             version = int(page.locator("#pin-key-version strong").inner_text())
             page.once("dialog", lambda dialog: dialog.accept())
             page.click("#rotate-pin-key")

@@ -62,6 +62,22 @@ def _tr_calls() -> set[str]:
     return found
 
 
+def _home_labels() -> set[str]:
+    """Titles, figure and series labels and notes of the console home's sections (`kit.home`), which the
+    home page translates when it shows them."""
+    found: set[str] = set()
+    for path in sorted(SRC.glob("*/home.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("Figure", "Series"):
+                if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                    found.add(node.args[0].value)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                for keyword in node.keywords:
+                    if keyword.arg in ("title", "note") and isinstance(keyword.value, ast.Constant):
+                        found.add(str(keyword.value.value))
+    return found
+
+
 def _service_messages() -> set[str]:
     """Literal messages passed to error classes: `raise Conflict("…")` (f-strings are in ERROR_TEMPLATES)."""
     found: set[str] = set()
@@ -91,7 +107,8 @@ def all_source_strings() -> dict[str, set[str]]:
     return {
         "templates": _template_strings(),
         "page modules": _tr_calls(),
-        "navigation": {item.label for item in rendering.NAV},
+        "navigation": {item.label for item in rendering.NAV} | set(rendering.NAV_GROUPS.values()),
+        "console home": _home_labels(),
         "roles": set(rendering.ROLE_LABELS.values()),
         "scopes": {p.description for p in PERMISSIONS.values()},
         "job statuses": set(ops_pages.JOB_STATUS_LABELS.values()),
@@ -125,6 +142,8 @@ def test_extraction_finds_the_strings() -> None:
     assert "User {email} was created." in strings["page modules"]
     assert "Email or password is wrong, or the account is disabled." in strings["service errors"]
     assert "Users" in strings["navigation"]
+    assert "Consumers and members" in strings["navigation"]
+    assert {"Authenticity", "Suspicious verdicts", "{left} of {funded} budget left"} <= strings["console home"]
     assert all(len(found) > 0 for found in strings.values()), strings
 
 

@@ -80,20 +80,34 @@ def wire() -> None:
     |--------------------------------------|----------------------------|-------------------------------------------|
     | authenticity.scan_page               | rewards                    | the red packet a first open earned        |
     | members.member_360                   | sales                      | the member's latest orders                |
+
+    | console home section (kit.home)      | permission                 | what it shows                             |
+    |--------------------------------------|----------------------------|-------------------------------------------|
+    | authenticity                         | authenticity.read          | verifications, suspicious, activations    |
+    | rewards                              | rewards.read               | rewards paid against budget, held         |
+    | channel                              | channel.read               | diversion alerts raised and open          |
+    | sales                                | sales.read                 | orders, payments, pickups                 |
+    | members                              | members.read               | new members, active and at-risk members   |
     """
+    from zhongtai.authenticity import home as authenticity_home
     from zhongtai.authenticity.panels import SCAN_PAGE
+    from zhongtai.channel import home as channel_home
     from zhongtai.channel.events import DiversionPenalized, DiversionResolved
     from zhongtai.codes.events import ItemEvent
     from zhongtai.core.domain_events import subscribe
     from zhongtai.flashsale import service as flashsale
+    from zhongtai.kit.home import register_home_section
     from zhongtai.kit.panels import register_panel
     from zhongtai.lottery import service as lottery
     from zhongtai.members import earning as points
+    from zhongtai.members import home as members_home
     from zhongtai.members import touches as member_touches
     from zhongtai.members.panels import MEMBER_360
     from zhongtai.rewards import grants as rewards
     from zhongtai.rewards import h5_pages as rewards_pages
+    from zhongtai.rewards import home as rewards_home
     from zhongtai.sales import console as sales_pages
+    from zhongtai.sales import home as sales_home
     from zhongtai.sales.events import OrderExpired, OrderPaid
 
     subscribe(ItemEvent, rewards.SUBSCRIBER, rewards.on_item_event)
@@ -108,6 +122,11 @@ def wire() -> None:
     subscribe(OrderPaid, "members.touch", _order_paid_touch)
     register_panel(SCAN_PAGE, "rewards", rewards_pages.red_packet_panel)
     register_panel(MEMBER_360, "sales", sales_pages.member_orders_panel)
+    register_home_section("authenticity", authenticity_home.home_section, permission="authenticity.read", order=10)
+    register_home_section("rewards", rewards_home.home_section, permission="rewards.read", order=20)
+    register_home_section("channel", channel_home.home_section, permission="channel.read", order=30)
+    register_home_section("sales", sales_home.home_section, permission="sales.read", order=40)
+    register_home_section("members", members_home.home_section, permission="members.read", order=50)
 
 
 async def _order_paid_to_points(session: AsyncSession, event: OrderPaid) -> bool:

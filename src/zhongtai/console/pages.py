@@ -11,13 +11,16 @@ from fastapi.responses import RedirectResponse, Response
 
 from zhongtai.console import admin_pages, ops_pages
 from zhongtai.core import jobs, signin
+from zhongtai.core import permissions as perms
+from zhongtai.core.clock import utcnow
 from zhongtai.core.crypto import constant_time_equals
 from zhongtai.core.errors import AppError, CsrfFailed, RateLimited, Unauthenticated
 from zhongtai.core.principals import PrincipalKind
 from zhongtai.core.web import DbSession, MaybePrincipal, Origin, RuntimeDep
 from zhongtai.i18n import LOCALE_COOKIE, LOCALES
+from zhongtai.kit.home import Window, home_sections
 from zhongtai.kit.page_deps import ConsoleOperator, console_operator, require_page
-from zhongtai.kit.rendering import localize_error, render
+from zhongtai.kit.rendering import localize_error, render, tr
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -129,8 +132,26 @@ async def switch_language(locale: str, next: str | None = None) -> Response:
 
 @router.get("")
 async def home(request: Request, session: DbSession, principal: ConsoleOperator) -> Response:
-    job_counts = await jobs.status_counts(session)
-    return render(request, "console/home.html", {"job_counts": job_counts})
+    """Today and the last 30 days of every module the operator may read (kit.home), charted."""
+    window = Window.ending(utcnow())
+    sections = await home_sections(session, principal, window)
+    job_counts = await jobs.status_counts(session) if principal.can(perms.JOBS_READ) else None
+    chart_data = {
+        section.key: {
+            "days": [day.strftime("%m-%d") for day in window.days],
+            "series": [
+                {"name": tr(request, s.label), "data": [v / 100 for v in s.values] if s.money else s.values}
+                for s in section.series
+            ],
+        }
+        for section in sections
+        if section.series
+    }
+    return render(
+        request,
+        "console/home.html",
+        {"sections": sections, "window": window, "chart_data": chart_data, "job_counts": job_counts},
+    )
 
 
 router.include_router(admin_pages.router)

@@ -44,45 +44,66 @@ class NavItem:
     icon: str
     permission: str | None = None
     platform_only: bool = False
+    group: str = ""  # a key of NAV_GROUPS; "" stands alone at the top (Home)
+
+
+# The menu's areas, in menu order: each shows as a collapsible heading, open on the current page's area.
+NAV_GROUPS: dict[str, str] = {
+    "codes": "Codes and trace",
+    "authenticity": "Authenticity",
+    "channel": "Channel",
+    "rewards": "Rewards",
+    "members": "Consumers and members",
+    "sales": "Sales",
+    "settings": "Settings",
+}
 
 
 # Later modules append their entries (products, code batches, channel, members, sales …).
 NAV: list[NavItem] = [
     NavItem("/console", "Home", "home"),
-    NavItem("/console/users", "Users", "users", perms.USERS_READ),
-    NavItem("/console/tokens", "API tokens", "key", perms.TOKENS_READ),
-    NavItem("/console/consumers", "Consumers", "user", perms.CONSUMERS_READ),
-    NavItem("/console/audit", "Audit log", "list", perms.AUDIT_READ),
-    NavItem("/console/jobs", "Jobs", "cog", perms.JOBS_READ),
-    NavItem("/console/platform/tenants", "Tenants", "building", perms.PLATFORM_TENANTS, platform_only=True),
-    NavItem("/console/catalog/products", "Products", "box", "catalog.read"),
-    NavItem("/console/catalog/import", "Import products", "upload", "catalog.write"),
-    NavItem("/console/codes/batches", "Code batches", "qr", "codes.read"),
-    NavItem("/console/codes/lookup", "Code lookup", "search", "codes.read"),
-    NavItem("/console/codes/settings", "Code settings", "cog", "codes.settings"),
-    NavItem("/console/trace", "Trace", "truck", "trace.read"),
-    NavItem("/console/channel/dealers", "Dealers", "building", "channel.read"),
-    NavItem("/console/channel/stores", "Stores", "store", "channel.read"),
-    NavItem("/console/channel/guides", "Shopping guides", "users", "channel.read"),
-    NavItem("/console/channel/map", "Channel map", "globe", "channel.read"),
-    NavItem("/console/channel/diversion", "Diversion alerts", "alert", "channel.read"),
-    NavItem("/console/members", "Members", "users", "members.read"),
-    NavItem("/console/members/duplicates", "Duplicate review", "copy", "members.read"),
-    NavItem("/console/members/segments", "Segments and lifecycle", "chart", "members.segments.read"),
-    NavItem("/console/members/identities", "Verified members", "user", "members.read"),
-    NavItem("/console/members/import", "Import members", "upload", "members.import"),
-    NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read"),
-    NavItem("/console/rewards/rules", "Reward rules", "gift", "rewards.read"),
-    NavItem("/console/rewards/pools", "Fee pools", "chart", "rewards.read"),
-    NavItem("/console/rewards/review", "Reward review", "alert", "rewards.read"),
-    NavItem("/console/rewards/payouts", "Payouts", "list", "rewards.read"),
-    NavItem("/console/authenticity/reports", "Counterfeit reports", "alert", "authenticity.reports.read"),
-    NavItem("/console/lottery", "Lotteries", "gift", "lottery.read"),
-    NavItem("/console/sales/orders", "Orders", "list", "sales.read"),
-    NavItem("/console/flashsale", "Flash sales", "tag", "flashsale.read"),
-    NavItem("/console/authenticity/alerts", "Clone alerts", "alert", "authenticity.read"),
-    NavItem("/console/authenticity/stats", "Scan statistics", "chart", "authenticity.read"),
-    NavItem("/console/authenticity/scans", "Scan history", "search", "authenticity.read"),
+    NavItem("/console/users", "Users", "users", perms.USERS_READ, group="settings"),
+    NavItem("/console/tokens", "API tokens", "key", perms.TOKENS_READ, group="settings"),
+    NavItem("/console/consumers", "Consumers", "user", perms.CONSUMERS_READ, group="members"),
+    NavItem("/console/audit", "Audit log", "list", perms.AUDIT_READ, group="settings"),
+    NavItem("/console/jobs", "Jobs", "cog", perms.JOBS_READ, group="settings"),
+    NavItem(
+        "/console/platform/tenants", "Tenants", "building", perms.PLATFORM_TENANTS, platform_only=True, group="settings"
+    ),
+    NavItem("/console/catalog/products", "Products", "box", "catalog.read", group="codes"),
+    NavItem("/console/catalog/import", "Import products", "upload", "catalog.write", group="codes"),
+    NavItem("/console/codes/batches", "Code batches", "qr", "codes.read", group="codes"),
+    NavItem("/console/codes/lookup", "Code lookup", "search", "codes.read", group="codes"),
+    NavItem("/console/codes/settings", "Code settings", "cog", "codes.settings", group="settings"),
+    NavItem("/console/trace", "Trace", "truck", "trace.read", group="codes"),
+    NavItem("/console/channel/dealers", "Dealers", "building", "channel.read", group="channel"),
+    NavItem("/console/channel/stores", "Stores", "store", "channel.read", group="channel"),
+    NavItem("/console/channel/guides", "Shopping guides", "users", "channel.read", group="channel"),
+    NavItem("/console/channel/map", "Channel map", "globe", "channel.read", group="channel"),
+    NavItem("/console/channel/diversion", "Diversion alerts", "alert", "channel.read", group="channel"),
+    NavItem("/console/members", "Members", "users", "members.read", group="members"),
+    NavItem("/console/members/duplicates", "Duplicate review", "copy", "members.read", group="members"),
+    NavItem("/console/members/segments", "Segments and lifecycle", "chart", "members.segments.read", group="members"),
+    NavItem("/console/members/identities", "Verified members", "user", "members.read", group="members"),
+    NavItem("/console/members/import", "Import members", "upload", "members.import", group="members"),
+    NavItem("/console/ledger/accounts", "Ledger", "chart", "ledger.read", group="rewards"),
+    NavItem("/console/rewards/rules", "Reward rules", "gift", "rewards.read", group="rewards"),
+    NavItem("/console/rewards/pools", "Fee pools", "chart", "rewards.read", group="rewards"),
+    NavItem("/console/rewards/review", "Reward review", "alert", "rewards.read", group="rewards"),
+    NavItem("/console/rewards/payouts", "Payouts", "list", "rewards.read", group="rewards"),
+    NavItem("/console/sales/orders", "Orders", "list", "sales.read", group="sales"),
+    NavItem("/console/flashsale", "Flash sales", "tag", "flashsale.read", group="sales"),
+    NavItem("/console/lottery", "Lotteries", "gift", "lottery.read", group="sales"),
+    NavItem("/console/authenticity/alerts", "Clone alerts", "alert", "authenticity.read", group="authenticity"),
+    NavItem("/console/authenticity/stats", "Scan statistics", "chart", "authenticity.read", group="authenticity"),
+    NavItem("/console/authenticity/scans", "Scan history", "search", "authenticity.read", group="authenticity"),
+    NavItem(
+        "/console/authenticity/reports",
+        "Counterfeit reports",
+        "alert",
+        "authenticity.reports.read",
+        group="authenticity",
+    ),
 ]
 
 ROLE_LABELS: dict[str, str] = {role.value: english for role, (english, _zh) in perms.ROLE_LABELS.items()}
@@ -240,6 +261,25 @@ def _active_href(nav: list[NavItem], path: str) -> str | None:
     return max(matching, key=len, default=None)
 
 
+@dataclass(frozen=True)
+class NavGroup:
+    key: str
+    label: str
+    items: list[NavItem]
+    open: bool  # the current page is in it
+
+
+def nav_groups(nav: list[NavItem], active: str | None) -> list[NavGroup]:
+    """The visible entries by area, in NAV_GROUPS order; an area with no entry the operator may open is
+    left out, and the current page's area is open."""
+    groups = []
+    for key, label in NAV_GROUPS.items():
+        items = [item for item in nav if item.group == key]
+        if items:
+            groups.append(NavGroup(key, label, items, any(item.href == active for item in items)))
+    return groups
+
+
 def render(
     request: Request,
     template: str,
@@ -257,6 +297,7 @@ def render(
         and (item.permission is None or principal.can(item.permission))
         and (not item.platform_only or principal.is_platform)
     ]
+    nav_active = _active_href(nav, request.url.path)
     flash = _read_flash(request)
     ctx: dict[str, Any] = {
         "request": request,
@@ -265,7 +306,8 @@ def render(
         "principal": principal,
         "csrf_token": principal.csrf_token if principal else None,
         "nav": nav,
-        "nav_active": _active_href(nav, request.url.path),
+        "nav_active": nav_active,
+        "nav_groups": nav_groups(nav, nav_active),
         "current_path": request.url.path,
         "current_url": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         "fmt_time": partial(format_time, locale=locale),

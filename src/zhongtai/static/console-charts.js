@@ -22,7 +22,24 @@
     window.addEventListener("resize", function () { chart.resize(); });
   }
 
-  var kinds = { funnel: funnel };
+  // A line per series over days: {days: ["12-01", …], series: [{name, data: [n, …]}, …]}.
+  function trend(element, data) {
+    var chart = window.echarts.init(element, null, { renderer: "svg" });
+    chart.setOption({
+      color: palette,
+      tooltip: { trigger: "axis" },
+      legend: { top: 0, data: data.series.map(function (s) { return s.name; }) },
+      grid: { left: 8, right: 12, top: 32, bottom: 4, containLabel: true },
+      xAxis: { type: "category", data: data.days, boundaryGap: false, axisLabel: { hideOverlap: true } },
+      yAxis: { type: "value", minInterval: 1, splitLine: { lineStyle: { color: "#eef1f6" } } },
+      series: data.series.map(function (s) {
+        return { name: s.name, type: "line", smooth: true, showSymbol: false, areaStyle: { opacity: 0.08 }, data: s.data };
+      }),
+    });
+    window.addEventListener("resize", function () { chart.resize(); });
+  }
+
+  var kinds = { funnel: funnel, trend: trend };
 
   function draw() {
     if (!window.echarts) return;

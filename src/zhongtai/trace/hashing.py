@@ -361,3 +361,32 @@ class _Canonicalizer:
             text += self.extensions(element, ("sensorMetadata", "sensorReport"))
             texts.append(text)
         return "sensorElementList" + "".join(sorted(texts))
+
+
+ERROR_DECLARATION_FIELDS = ("declarationTime", "reason", "correctiveEventIDs")
+
+
+def error_declaration_prehash(
+    event_hash_id: str, declaration: Mapping[str, Any], namespaces: Mapping[str, str] | None = None
+) -> str:
+    """The pre-hash string of an error declaration about the event `event_hash_id`, built as the event's
+    is: `eventID=<event hash ID>errorDeclarationdeclarationTime=…reason=<CBV ER URI>` then the sorted
+    `correctiveEventID=…` and the sorted extension fields."""
+    canon = _Canonicalizer({**STANDARD_PREFIXES, **(namespaces or {})})
+    text = f"eventID={event_hash_id}errorDeclaration"
+    if declaration.get("declarationTime"):
+        text += f"declarationTime={canonical_time(declaration['declarationTime'])}"
+    if declaration.get("reason"):
+        text += f"reason={cbv_term(str(declaration['reason']), 'ER')}"
+    corrective = declaration.get("correctiveEventIDs") or []
+    if corrective:
+        text += "correctiveEventIDs" + "".join(sorted(f"correctiveEventID={str(i).strip()}" for i in corrective))
+    return text + canon.extensions(declaration, ERROR_DECLARATION_FIELDS)
+
+
+def error_declaration_hash_id(
+    event_hash_id: str, declaration: Mapping[str, Any], namespaces: Mapping[str, str] | None = None
+) -> str:
+    """The log entry of an error declaration: `ni:///sha-256;<hex>?ver=CBV2.0` of its pre-hash string."""
+    digest = hashlib.sha256(error_declaration_prehash(event_hash_id, declaration, namespaces).encode()).hexdigest()
+    return f"ni:///sha-256;{digest}?ver={HASH_VERSION}"

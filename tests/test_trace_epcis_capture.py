@@ -335,3 +335,31 @@ async def test_epcs_are_indexed_in_canonical_form(client: httpx.AsyncClient, run
     assert (5, "https://id.gs1.org/01/04012345778892/21/28") in epcs  # outputEPCList
     assert (13, "https://id.gs1.org/01/04012345666663") in epcs  # idpat in inputQuantityList
     assert len(epcs) == 9
+
+
+def _reading(measurement: str) -> dict[str, Any]:
+    return object_event(
+        "COLD1",
+        action="OBSERVE",
+        bizStep="inspecting",
+        disposition="in_transit",
+        sensorElementList=[
+            {
+                "sensorMetadata": {"time": "2024-05-01T07:59:00+08:00"},
+                "sensorReport": [{"type": measurement, "exception": "ALARM_CONDITION", "value": 9.5, "uom": "CEL"}],
+            }
+        ],
+    )
+
+
+async def test_a_sensor_reading_in_any_vocabulary_form_is_stored_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    brand = await make_brand(runtime)
+    token = await make_token(runtime, brand)
+    first = await capture_ok(client, token, document(_reading("Temperature")))
+    assert (first["storedCount"], first["duplicateCount"]) == (1, 0)
+    for form in ("gs1:Temperature",):  # the schema refuses the full https://gs1.org/voc/ URI here
+        again = await capture_ok(client, token, document(_reading(form)))
+        assert (again["storedCount"], again["duplicateCount"]) == (0, 1), form
+    assert await count_events(runtime, brand.id) == 1

@@ -186,6 +186,8 @@ async def test_page_tokens_cannot_be_altered_or_reused(client: httpx.AsyncClient
         "perPage=ten",
         "MATCH_epc=urn:epc:id:sgtin:1.2.3",
         "orderBy=eventTime",
+        "GE_errorDeclarationTime=2024-05-01T00:00:00Z",
+        "EQ_errorReason=",
         "EQ_bizStep=",
     ],
 )
@@ -249,3 +251,91 @@ async def test_queries_see_only_the_callers_brand(client: httpx.AsyncClient, run
     refused = await client.get(f"/epcis/events/{quote(event['eventID'], safe='')}", headers=bearer(second_token))
     assert (refused.status_code, refused.json()["type"]) == (404, "epcisException:NoSuchResourceException")
     assert await events_of(client, second_token, f"/epcis/events?EQ_eventID={quote(event['eventID'])}") == []
+
+
+CORRECTION = "urn:uuid:ec000000-0000-4000-8000-00000000c0r1"
+
+
+def _declared(serial: str, reason: str, **declaration: Any) -> dict[str, Any]:
+    return object_event(
+        serial,
+        errorDeclaration={"declarationTime": "2024-05-02T09:00:00+08:00", "reason": reason, **declaration},
+    )
+
+
+async def test_error_declarations_are_recorded_shown_and_queried(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """An event re-sent with an errorDeclaration keeps its hash ID: the declaration is recorded
+    against the stored event (once), shown with it, and found by the error declaration parameters."""
+    from sqlalchemy import func, select
+
+    from zhongtai.trace import log
+    from zhongtai.trace.hashing import error_declaration_hash_id
+    from zhongtai.trace.models import TraceErrorDeclaration, TraceEvent
+
+    brand = await make_brand(runtime)
+    token = await make_token(runtime, brand)
+    await capture_ok(client, token, document(object_event("E1"), object_event("E2")))
+    declaration = {
+        "correctiveEventIDs": [CORRECTION],
+        "example:ticket": "QA-7",
+    }
+    resent = _declared("E1", "incorrect_data", **declaration)
+    job = await capture_ok(client, token, document(resent))
+    assert (job["storedCount"], job["duplicateCount"], job["success"]) == (0, 1, True)
+    # A fresh event carrying a declaration is stored with it; a re-sent declaration changes nothing.
+    await capture_ok(client, token, document(_declared("E3", "did_not_occur")))
+    await capture_ok(client, token, document(resent))
+    async with runtime.db.unit_of_work(tenant_id=brand.id) as session:
+        assert await session.scalar(select(func.count()).select_from(TraceEvent)) == 3
+        assert await session.scalar(select(func.count()).select_from(TraceErrorDeclaration)) == 2
+        assert await log.size(session, brand.id) == 5  # three events, then the two declarations
+        e1 = await session.scalar(select(TraceEvent).where(TraceEvent.event_id.like("%")).order_by(TraceEvent.id))
+        assert e1 is not None
+        entry = error_declaration_hash_id(
+            e1.hash_id, resent["errorDeclaration"], {"example": "http://ns.example.com/epcis/"}
+        )
+        assert (
+            await session.scalar(select(TraceErrorDeclaration.entry).where(TraceErrorDeclaration.event_pk == e1.id))
+            == entry
+        )
+        assert e1.hash_id != entry
+
+    def serials(found: list[dict[str, Any]]) -> list[str]:
+        return [e["epcList"][0].rsplit(".", 1)[1] for e in found]
+
+    everything = await events_of(client, token, "/epcis/events")
+    assert serials(everything) == ["E1", "E2", "E3"]
+    assert everything[0]["errorDeclaration"] == resent["errorDeclaration"]
+    assert "errorDeclaration" not in everything[1]
+    assert everything[2]["errorDeclaration"]["reason"] == "did_not_occur"
+    single = await events_of(client, token, f"/epcis/events/{quote(everything[0]['eventID'], safe='')}")
+    assert single[0]["errorDeclaration"]["correctiveEventIDs"] == [CORRECTION]
+    for url, expected in (
+        ("/epcis/events?EXISTS_errorDeclaration", ["E1", "E3"]),
+        ("/epcis/events?EXISTS_errorDeclaration=", ["E1", "E3"]),
+        ("/epcis/events?EQ_errorReason=incorrect_data", ["E1"]),
+        ("/epcis/events?EQ_errorReason=https://ref.gs1.org/cbv/ER-did_not_occur", ["E3"]),
+        ("/epcis/events?EQ_errorReason=urn:epcglobal:cbv:er:incorrect_data|did_not_occur", ["E1", "E3"]),
+        (f"/epcis/events?EQ_correctiveEventID={quote(CORRECTION)}", ["E1"]),
+        ("/epcis/events?EQ_correctiveEventID=urn:uuid:other", []),
+        ("/epcis/events?EQ_errorReason=did_not_occur&MATCH_epc=urn:epc:id:sgtin:9506000.013435.E1", []),
+    ):
+        assert serials(await events_of(client, token, url)) == expected, url
+
+
+async def test_a_declaration_sent_to_the_single_event_endpoint_is_recorded(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    brand = await make_brand(runtime)
+    token = await make_token(runtime, brand)
+    context = {"@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"]}
+    created = await client.post("/epcis/events", json={**context, **object_event("S1")}, headers=bearer(token))
+    assert created.status_code == 201, created.text
+    declared = {**context, **_declared("S1", "did_not_occur")}
+    recorded = await client.post("/epcis/events", json=declared, headers=bearer(token))
+    assert recorded.status_code == 201, recorded.text
+    assert recorded.headers["location"] == created.headers["location"]
+    again = await client.post("/epcis/events", json=declared, headers=bearer(token))
+    assert again.status_code == 409
+    [event] = await events_of(client, token, "/epcis/events?EXISTS_errorDeclaration")
+    assert event["errorDeclaration"]["reason"] == "did_not_occur"

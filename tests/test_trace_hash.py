@@ -10,6 +10,8 @@ described in docs/trace.md ("Event hash: where the reference tool differs"):
    extensions, after ilmd — so sourceList/destinationList swap when both are present; the text's
    canonical order keeps sourceList before destinationList, and both before ilmd.
 3. It leaves a CURIE value such as `gs1:Temperature` unexpanded and writes JSON `true` as `True`.
+4. It expands only the prefixes that the document's own `@context` declares, so ILMD keys such as
+   `cbvmda:lotNumber` (a prefix of the standard EPCIS 2.0 context) stay unexpanded.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def _value_first(event: dict[str, Any]) -> dict[str, Any]:
 
 def reference_prehashes(document: dict[str, Any]) -> list[str]:
     jsonld.set_document_loader(_local_context_loader)
+    json_to_py._namespaces.clear()  # the reference keeps the prefixes of every document it read
     document = copy.deepcopy(document)
     document["epcisBody"]["eventList"] = [_value_first(e) for e in document["epcisBody"]["eventList"]]
     events = json_to_py.event_list_from_epcis_document_json(document)
@@ -240,3 +243,66 @@ def test_reference_leaves_curies_and_booleans_unnormalized() -> None:
     [reference] = reference_prehashes(_document(event))
     assert "sensorReporttype=https://gs1.org/voc/TemperaturebooleanValue=true" in ours
     assert ours != reference
+
+
+def _sensor_event(measurement: str, exception: str, component: str, length: str) -> dict[str, Any]:
+    """A cold-chain reading as the standard's sensor examples write it (a temperature alarm, a position)."""
+    event = copy.deepcopy(CUSTOM_EVENTS["sensor readings"])
+    event["sensorElementList"][0]["sensorReport"] = [
+        {"type": measurement, "exception": exception, "value": 26.0, "uom": "CEL"},
+        {"type": length, "component": component, "value": 1.5, "uom": "MTR"},
+    ]
+    return event
+
+
+SENSOR_FORMS = {
+    "bare terms": ("Temperature", "ALARM_CONDITION", "x", "Length"),
+    "CURIEs": ("gs1:Temperature", "gs1:ALARM_CONDITION", "cbv:Comp-x", "gs1:Length"),
+    "full URIs": (
+        "https://gs1.org/voc/Temperature",
+        "https://gs1.org/voc/ALARM_CONDITION",
+        "https://ref.gs1.org/cbv/Comp-x",
+        "https://gs1.org/voc/Length",
+    ),
+}
+
+
+def test_sensor_vocabulary_is_expanded_to_full_uris() -> None:
+    """The context types sensorReport `type`, `exception` and `component` as `@vocab`: every form of
+    a term is one URI in the pre-hash string, so one reading has one hash ID."""
+    prehashes = {name: prehash_string(_sensor_event(*forms), NS) for name, forms in SENSOR_FORMS.items()}
+    assert len(set(prehashes.values())) == 1
+    text = prehashes["bare terms"]
+    assert "sensorReporttype=https://gs1.org/voc/Temperatureexception=https://gs1.org/voc/ALARM_CONDITION" in text
+    assert "component=https://ref.gs1.org/cbv/Comp-xuom=MTR" in text
+    assert "uom=CEL" in text  # uom is a plain string in the context, not vocabulary
+    hashes = {event_hash_id(_sensor_event(*forms), NS) for forms in SENSOR_FORMS.values()}
+    assert len(hashes) == 1
+
+
+@pytest.mark.parametrize("form", ["bare terms", "full URIs"])
+def test_sensor_vocabulary_hashes_as_the_reference(form: str) -> None:
+    """The reference expands bare terms by JSON-LD expansion too; CURIEs are difference 3."""
+    event = _sensor_event(*SENSOR_FORMS[form])
+    [reference] = reference_prehashes(_document(event))
+    assert prehash_string(event, NS) == reference
+
+
+ILMD_EVENT = {
+    **COMMISSIONING,
+    "ilmd": {"cbvmda:lotNumber": "L2405", "cbvmda:itemExpirationDate": "2026-05-01"},
+}
+
+
+def test_cbvmda_ilmd_keys_are_expanded_with_the_standard_context() -> None:
+    """`cbvmda:` is defined by the EPCIS 2.0 context itself: its keys hash as `{urn:epcglobal:cbv:mda:}…`
+    whether or not the document repeats the prefix (difference 4: the reference only expands
+    prefixes the document's own `@context` declares)."""
+    ours = prehash_string(ILMD_EVENT, NS)
+    assert "ilmd{urn:epcglobal:cbv:mda:}itemExpirationDate=2026-05-01{urn:epcglobal:cbv:mda:}lotNumber=L2405" in ours
+    declared = _document(ILMD_EVENT)
+    declared["@context"].append({"cbvmda": "urn:epcglobal:cbv:mda:"})
+    assert reference_prehashes(declared) == [ours]
+    [undeclared] = reference_prehashes(_document(ILMD_EVENT))
+    assert undeclared != ours
+    assert "cbvmda:lotNumber=L2405" in undeclared

@@ -175,3 +175,52 @@ async def test_an_event_file_is_hashed_and_checked(client: httpx.AsyncClient, ru
     code, output = verify("--proof", proof, "--key", key, "--event", files.save("edited.json", event))
     assert code == 1
     assert "NOT VERIFIED" in output
+
+
+async def test_an_event_of_a_document_is_hashed_with_the_documents_context(
+    client: httpx.AsyncClient, runtime: Runtime, tmp_path: Path
+) -> None:
+    """An auditor keeps the captured document: `--event DOC --event-id ID` hashes that event with the
+    document's `@context` (its extension prefixes), as capture did."""
+    hashing = pytest.importorskip("zhongtai.trace.hashing")
+    target = {
+        "type": "ObjectEvent",
+        "eventID": "urn:uuid:7a000000-0000-4000-8000-000000000001",
+        "eventTime": "2026-11-22T08:00:00.000+08:00",
+        "eventTimeZoneOffset": "+08:00",
+        "epcList": ["urn:epc:id:sgtin:6901234.056789.1001"],
+        "action": "OBSERVE",
+        "bizStep": "inspecting",
+        "brand:cellar": "C-7",  # a prefix defined only in the document's @context
+    }
+    other = {**target, "eventID": "urn:uuid:7a000000-0000-4000-8000-000000000002", "brand:cellar": "C-8"}
+    context = [
+        "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
+        {"brand": "https://brand.example/voc/"},
+    ]
+    doc = {"@context": context, "type": "EPCISDocument", "epcisBody": {"eventList": [other, target]}}
+    hash_id = hashing.event_hash_id(target, hashing.namespaces_of(context))
+    assert hash_id != hashing.event_hash_id(target, hashing.namespaces_of(None))
+    brand = await make_brand(runtime)
+    await append(runtime, brand.id, [*entries(0, 4), hash_id.encode()])
+    await sign(runtime, brand.id)
+    base = f"/epcis/log/{brand.tenant.slug}"
+    files = Published(tmp_path)
+    proof = files.save("p.json", (await client.get(f"{base}/proof/inclusion", params={"entry": hash_id})).json())
+    key = (await client.get(f"{base}/public-key")).json()["current"]["verifier_key"]
+    document_file = files.save("document.json", doc)
+    for chosen in (target["eventID"], hash_id):
+        code, output = verify("--proof", proof, "--key", key, "--event", document_file, "--event-id", chosen)
+        assert code == 0, output
+    code, output = verify("--proof", proof, "--key", key, "--event", document_file)
+    assert code == 1
+    assert "--event-id" in output
+    code, output = verify("--proof", proof, "--key", key, "--event", document_file, "--event-id", "urn:uuid:none")
+    assert (code, "no event with eventID" in output) == (1, True)
+    # The event cut out of its document without the context hashes otherwise: not this leaf.
+    code, output = verify("--proof", proof, "--key", key, "--event", files.save("bare.json", target))
+    assert (code, "NOT VERIFIED" in output) == (1, True)
+    # …and verifies once it carries the document's context, as query results do.
+    carried = files.save("carried.json", {"@context": context, **target})
+    code, output = verify("--proof", proof, "--key", key, "--event", carried)
+    assert code == 0, output

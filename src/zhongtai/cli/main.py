@@ -283,7 +283,13 @@ def verify(
         Path | None, typer.Option(help="signed checkpoint file (default: the one inside the proof)")
     ] = None,
     entry: Annotated[str | None, typer.Option(help="the event's hash ID, ni:///sha-256;…?ver=CBV2.0")] = None,
-    event: Annotated[Path | None, typer.Option(help="the EPCIS event JSON; its hash ID is computed")] = None,
+    event: Annotated[
+        Path | None,
+        typer.Option(help="the EPCIS event JSON, or the EPCIS document it came in; its hash ID is computed"),
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option(help="with a document of several events: the event's eventID or hash ID")
+    ] = None,
     consistency: Annotated[
         tuple[Path, Path] | None,
         typer.Option(help="OLDER NEWER: two checkpoint files; checks that NEWER extends OLDER"),
@@ -296,7 +302,9 @@ def verify(
         if consistency is not None:
             verdict = verifier.verify_consistency(consistency[0], consistency[1], key, proof)
         else:
-            verdict = verifier.verify_inclusion(checkpoint, key, proof, entry=entry, event_path=event)
+            verdict = verifier.verify_inclusion(
+                checkpoint, key, proof, entry=entry, event_path=event, event_id=event_id
+            )
     except verifier.VerifyInputError as exc:
         raise _fail(str(exc)) from exc
     if verdict.ok:

@@ -47,28 +47,52 @@ def load_key(key: str) -> tuple[str | None, bytes]:
         raise VerifyInputError(str(exc)) from exc
 
 
-def entry_of_event(path: Path) -> str:
-    """The CBV 2.0 hash ID of an EPCIS event (a bare event object, or a document with one event)."""
+def entry_of_event(path: Path, event_id: str | None = None) -> str:
+    """The CBV 2.0 hash ID of an EPCIS event: a bare event object (with its own `@context`), or an
+    event of a document, hashed with the document's `@context` (its prefixes) and the event's own.
+
+    A document with several events needs `event_id`: the event's eventID or its hash ID.
+    """
     document = _read_json(path, "event")
-    events = document.get("epcisBody", {}).get("eventList")
-    if events is not None:
-        if len(events) != 1:
-            raise VerifyInputError(f"the document {path} holds {len(events)} events; give one")
-        event = dict(events[0])
-        context = document.get("@context")
-    else:
-        event, context = document, document.get("@context")
     hashing: Any = importlib.import_module("zhongtai.trace.hashing")
-    return str(hashing.event_hash_id(event, hashing.namespaces_of(context)))
+    body = document.get("epcisBody", {})
+    events = body.get("eventList")
+    if events is None and isinstance(body.get("queryResults"), dict):
+        events = body["queryResults"].get("resultsBody", {}).get("eventList")
+    if events is None:
+        return str(hashing.event_hash_id(document, hashing.namespaces_of(document.get("@context"))))
+    outer = hashing.namespaces_of(document.get("@context"))
+    candidates = []
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        namespaces = {**outer, **hashing.namespaces_of(event.get("@context"))}
+        candidates.append((str(event.get("eventID", "")).strip(), str(hashing.event_hash_id(event, namespaces))))
+    if event_id is not None:
+        for given, hash_id in candidates:
+            if event_id.strip() in (given, hash_id):
+                return hash_id
+        raise VerifyInputError(f"the document {path} holds no event with eventID or hash ID {event_id}")
+    if len(candidates) != 1:
+        raise VerifyInputError(
+            f"the document {path} holds {len(candidates)} events; name one with --event-id (its eventID or hash ID)"
+        )
+    return candidates[0][1]
 
 
 def verify_inclusion(
-    checkpoint_path: Path | None, key: str, proof_path: Path, *, entry: str | None, event_path: Path | None
+    checkpoint_path: Path | None,
+    key: str,
+    proof_path: Path,
+    *,
+    entry: str | None,
+    event_path: Path | None,
+    event_id: str | None = None,
 ) -> Verdict:
     key_name, public_key = load_key(key)
     proof = _read_json(proof_path, "proof")
     if event_path is not None:
-        entry = entry_of_event(event_path)
+        entry = entry_of_event(event_path, event_id)
     if entry is None:
         raise VerifyInputError("give the event (--event FILE) or its hash ID (--entry ni:///sha-256;…)")
     if checkpoint_path is not None:

@@ -143,6 +143,9 @@ async def _receive_postgres(
         "created_at": created_at,
     }
     outcome = await events.store_capture(session, actor.tenant_id, prepared, problems=problems, job=row)
+    await events.record_declarations(
+        session, actor.tenant_id, events.accepted(prepared, outcome.problems, error_behaviour)
+    )
     # The row as stored, for the caller (not added to the session: it is written already).
     return CaptureJob(
         **row,
@@ -175,6 +178,7 @@ async def run(
         result = await events.do_store(session, tenant_id, new, capture_id=job.id)
         job.stored_count = len(result.stored)
         job.duplicate_count += result.duplicates
+    await events.record_declarations(session, tenant_id, events.accepted(prepared, problems, job.error_behaviour))
     job.errors = events.job_errors(problems)
     job.is_success = not problems
     job.is_running = False

@@ -195,7 +195,8 @@ async def get_capture_job(captureID: str, session: DbSession, _: Reader) -> Resp
 
 @router.post("/events", status_code=201)
 async def capture_event(request: Request, session: DbSession, actor: Capturer) -> Response:
-    """Capture one event synchronously: 201 with the event's address, 409 when it is already stored."""
+    """Capture one event synchronously: 201 with the event's address, 409 when it is already stored
+    (an error declaration it carries that was not recorded yet is recorded: 201)."""
     event = await _json_body(request)
     if not isinstance(event, dict) or event.get("type") in ("EPCISDocument", "EPCISQueryDocument"):
         raise EpcisValidationError(
@@ -219,12 +220,14 @@ async def capture_event(request: Request, session: DbSession, actor: Capturer) -
     if conflicts:
         raise capture.validation_error(conflicts)
     location = f"/epcis/events/{quote(prepared.event_id, safe='')}"
-    if not new or not (await events.do_store(session, actor.tenant_id, new, capture_id=None)).stored:
+    stored = bool(new) and bool((await events.do_store(session, actor.tenant_id, new, capture_id=None)).stored)
+    declared = await events.record_declarations(session, actor.tenant_id, [prepared])
+    if not stored and not declared:
         raise ResourceAlreadyExists(f"The event {prepared.event_id} is already stored.", location=location)
     return Response(status_code=201, headers={"Location": location, **VERSION_HEADERS})
 
 
-def _query_document(rows: list[Any]) -> dict[str, Any]:
+def _query_document(rows: list[Any], declarations: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return {
         "@context": [EPCIS_CONTEXT],
         "type": "EPCISQueryDocument",
@@ -233,7 +236,7 @@ def _query_document(rows: list[Any]) -> dict[str, Any]:
         "epcisBody": {
             "queryResults": {
                 "queryName": "SimpleEventQuery",
-                "resultsBody": {"eventList": [query.render_event(row) for row in rows]},
+                "resultsBody": {"eventList": [query.render_event(row, declarations.get(row.id)) for row in rows]},
             }
         },
     }
@@ -263,7 +266,8 @@ async def _events_response(
         if not any(k == "perPage" for k, _ in kept):
             kept.append(("perPage", str(parsed.per_page)))
         headers["Link"] = f'<{request.url.path}?{urlencode([*kept, ("nextPageToken", token)])}>; rel="next"'
-    return _document_response(_query_document(rows), headers)
+    declarations = await query.declarations_of(session, [row.id for row in rows])
+    return _document_response(_query_document(rows, declarations), headers)
 
 
 @router.get("/events")
@@ -277,7 +281,8 @@ async def get_event(eventID: str, session: DbSession, actor: Reader) -> Response
     row = await query.get_event(session, actor.tenant_id, eventID)
     if row is None:
         raise NoSuchResource(f"No event {eventID}.")
-    return _document_response(_query_document([row]), dict(VERSION_HEADERS))
+    declarations = await query.declarations_of(session, [row.id])
+    return _document_response(_query_document([row], declarations), dict(VERSION_HEADERS))
 
 
 def _per_resource(parameter: str) -> Callable[..., Coroutine[Any, Any, Response]]:

@@ -27,14 +27,16 @@ from zhongtai.trace import log, models
 from zhongtai.trace.epc import InvalidEpc, normalize_epc
 from zhongtai.trace.epcis_schema import Problem
 from zhongtai.trace.errors import EpcisValidationError
-from zhongtai.trace.hashing import cbv_term, event_hash_id, parse_time
-from zhongtai.trace.models import TraceEvent, TraceEventEpc
+from zhongtai.trace.hashing import cbv_term, error_declaration_hash_id, event_hash_id, parse_time
+from zhongtai.trace.models import TraceCorrectiveEvent, TraceErrorDeclaration, TraceEvent, TraceEventEpc
 
 CHUNK = 500
 STANDARD_CONTEXT_PREFIX = ("https://ref.gs1.org/standards/epcis", "https://gs1.github.io/EPCIS")
 
 _EVENTS: Table = TraceEvent.__table__  # type: ignore[assignment]
 _EVENT_EPCS: Table = TraceEventEpc.__table__  # type: ignore[assignment]
+_DECLARATIONS: Table = TraceErrorDeclaration.__table__  # type: ignore[assignment]
+_CORRECTIVE: Table = TraceCorrectiveEvent.__table__  # type: ignore[assignment]
 _EPC_FIELDS = (
     ("epcList", models.EPC),
     ("childEPCs", models.CHILD),
@@ -180,6 +182,8 @@ class PreparedEvent:
     biz_location: str | None
     epcs: list[tuple[int, str]]
     context: list[Any] | None
+    declaration: dict[str, Any] | None = None  # the event's errorDeclaration, stored apart
+    declaration_entry: str | None = None  # its hash ID: its leaf in the log
 
 
 @dataclass
@@ -252,8 +256,14 @@ def prepare(
     except ValueError as exc:
         raise EventProblem(f"{pointer}/eventTime", str(exc)) from exc
     hash_id = event_hash_id(event, namespaces)
-    body = {k: v for k, v in event.items() if k not in ("recordTime", "@context")}
+    body = {k: v for k, v in event.items() if k not in ("recordTime", "@context", "errorDeclaration")}
     body.setdefault("eventID", hash_id)
+    declaration = event.get("errorDeclaration") if isinstance(event.get("errorDeclaration"), dict) else None
+    if declaration is not None:
+        try:
+            parse_time(str(declaration.get("declarationTime")))
+        except ValueError as exc:
+            raise EventProblem(f"{pointer}/errorDeclaration/declarationTime", str(exc)) from exc
     return PreparedEvent(
         position=position,
         pointer=pointer,
@@ -270,6 +280,8 @@ def prepare(
         biz_location=locations["bizLocation"],
         epcs=list(dict.fromkeys(epcs)),
         context=context,
+        declaration=declaration,
+        declaration_entry=error_declaration_hash_id(hash_id, declaration, namespaces) if declaration else None,
     )
 
 
@@ -535,6 +547,62 @@ async def store_capture(
     if stored:
         await _append_to_log(session, tenant_id, [e.hash_id for e in stored])
     return CaptureOutcome(stored=len(stored), duplicates=duplicates, problems=problems)
+
+
+def accepted(prepared: Sequence[PreparedEvent], problems: Sequence[Problem], behaviour: str) -> list[PreparedEvent]:
+    """The events of a capture that were not refused (none under `rollback` when any was)."""
+    if problems and behaviour != "proceed":
+        return []
+    refused = {p.pointer for p in problems}
+    return [e for e in prepared if e.pointer not in refused]
+
+
+async def record_declarations(session: AsyncSession, tenant_id: uuid.UUID, events: Sequence[PreparedEvent]) -> int:
+    """Record the error declarations the events carry against the stored events (new or stored
+    before: the hash leaves the declaration out), each once, and append each new one's hash ID to the
+    log after the events. Returns how many were new. No statement when no event carries one."""
+    declared = [e for e in events if e.declaration is not None and e.declaration_entry is not None]
+    if not declared:
+        return 0
+    found = await session.execute(
+        select(TraceEvent.hash_id, TraceEvent.id).where(
+            TraceEvent.tenant_id == tenant_id, TraceEvent.hash_id.in_({e.hash_id for e in declared})
+        )
+    )
+    pk_of = {str(hash_id): int(pk) for hash_id, pk in found}
+    rows: dict[str, dict[str, Any]] = {}
+    for e in declared:
+        if e.hash_id not in pk_of or e.declaration is None or not e.declaration_entry or e.declaration_entry in rows:
+            continue
+        reason = e.declaration.get("reason")
+        rows[e.declaration_entry] = {
+            "tenant_id": tenant_id,
+            "event_pk": pk_of[e.hash_id],
+            "entry": e.declaration_entry,
+            "declaration_time": parse_time(str(e.declaration["declarationTime"])),
+            "reason": cbv_term(str(reason), "ER") if reason else None,
+            "body": e.declaration,
+            "record_time": utcnow(),
+        }
+    if not rows:
+        return 0
+    inserted = await session.execute(
+        sql.insert_ignore(session, _DECLARATIONS)
+        .values(list(rows.values()))
+        .returning(_DECLARATIONS.c.id, _DECLARATIONS.c.entry)
+    )
+    new = {str(entry): int(pk) for pk, entry in inserted}
+    corrective = [
+        {"tenant_id": tenant_id, "declaration_pk": new[entry], "event_id": str(event_id).strip()}
+        for entry, row in rows.items()
+        if entry in new
+        for event_id in dict.fromkeys(row["body"].get("correctiveEventIDs") or [])
+    ]
+    if corrective:
+        await session.execute(sql.insert(session, _CORRECTIVE), corrective)
+    if new:
+        await _append_to_log(session, tenant_id, [entry for entry in rows if entry in new])
+    return len(new)
 
 
 def job_errors(problems: Sequence[Problem]) -> list[dict[str, Any]]:

@@ -13,17 +13,24 @@ text, this module follows the text; `docs/trace.md` lists the differences and th
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from zhongtai.trace.epc import InvalidEpc, canonical_epc
 
 HASH_VERSION = "CBV2.0"
 CBV = "https://ref.gs1.org/cbv/"
-STANDARD_PREFIXES = {"gs1": "https://gs1.org/voc/", "cbv": CBV, "epcis": "https://ref.gs1.org/epcis/"}
+STANDARD_PREFIXES = {
+    "gs1": "https://gs1.org/voc/",
+    "cbv": CBV,
+    "epcis": "https://ref.gs1.org/epcis/",
+    "cbvmda": "urn:epcglobal:cbv:mda:",
+}
 _CBV_URNS = {
     "urn:epcglobal:cbv:bizstep:": CBV + "BizStep-",
     "urn:epcglobal:cbv:disp:": CBV + "Disp-",
@@ -69,6 +76,28 @@ _SENSOR_REPORT = (
     "uom",
     "coordinateReferenceSystem",
 )
+# sensorReport fields the EPCIS 2.0 context types `@vocab` (the others are `@id`, dates, numbers or
+# plain strings such as `uom`): a bare term is looked up in the field's own term list.
+SENSOR_VOCABULARY_FIELDS = ("type", "exception", "component")
+
+
+@lru_cache(maxsize=1)
+def sensor_vocabulary() -> dict[str, dict[str, str]]:
+    """field → {bare term: full URI} from the shipped EPCIS 2.0 context (`sensorReport`'s scoped context)."""
+    context = json.loads((Path(__file__).parent / "gs1" / "epcis-context.jsonld").read_text(encoding="utf-8"))
+    report = context["@context"]["sensorElementList"]["@context"]["sensorReport"]["@context"]
+    found: dict[str, dict[str, str]] = {}
+    for name in SENSOR_VOCABULARY_FIELDS:
+        terms = report[name]["@context"]
+        found[name] = {term: _expand_curie(curie) for term, curie in terms.items() if not term.startswith("@")}
+    return found
+
+
+def _expand_curie(value: str) -> str:
+    prefix, colon, rest = value.partition(":")
+    return STANDARD_PREFIXES[prefix] + rest if colon and prefix in STANDARD_PREFIXES else value
+
+
 STANDARD_FIELDS = frozenset(
     {
         "eventTime",
@@ -184,6 +213,11 @@ class _Canonicalizer:
             return canonical_epc(text) or text
         except InvalidEpc:
             return text
+
+    def vocabulary_term(self, field: str, value: Any) -> str:
+        """A sensorReport `@vocab` value: a bare term of the context (`Temperature`), a CURIE or a URI."""
+        text = str(value).strip()
+        return sensor_vocabulary()[field].get(text) or self.uri(text)
 
     def scalar(self, value: Any) -> str:
         if isinstance(value, bool):
@@ -307,8 +341,8 @@ class _Canonicalizer:
                 continue
             if key in ("time", "startTime", "endTime"):
                 texts.append(f"{key}={canonical_time(value)}")
-            elif key == "type":
-                texts.append(f"type={self.uri(value)}")
+            elif key in SENSOR_VOCABULARY_FIELDS:
+                texts.append(f"{key}={self.vocabulary_term(key, value)}")
             else:
                 texts.append(f"{key}={self.scalar(value)}")
         return "".join(texts) + self.extensions(element, order)
@@ -327,3 +361,32 @@ class _Canonicalizer:
             text += self.extensions(element, ("sensorMetadata", "sensorReport"))
             texts.append(text)
         return "sensorElementList" + "".join(sorted(texts))
+
+
+ERROR_DECLARATION_FIELDS = ("declarationTime", "reason", "correctiveEventIDs")
+
+
+def error_declaration_prehash(
+    event_hash_id: str, declaration: Mapping[str, Any], namespaces: Mapping[str, str] | None = None
+) -> str:
+    """The pre-hash string of an error declaration about the event `event_hash_id`, built as the event's
+    is: `eventID=<event hash ID>errorDeclarationdeclarationTime=…reason=<CBV ER URI>` then the sorted
+    `correctiveEventID=…` and the sorted extension fields."""
+    canon = _Canonicalizer({**STANDARD_PREFIXES, **(namespaces or {})})
+    text = f"eventID={event_hash_id}errorDeclaration"
+    if declaration.get("declarationTime"):
+        text += f"declarationTime={canonical_time(declaration['declarationTime'])}"
+    if declaration.get("reason"):
+        text += f"reason={cbv_term(str(declaration['reason']), 'ER')}"
+    corrective = declaration.get("correctiveEventIDs") or []
+    if corrective:
+        text += "correctiveEventIDs" + "".join(sorted(f"correctiveEventID={str(i).strip()}" for i in corrective))
+    return text + canon.extensions(declaration, ERROR_DECLARATION_FIELDS)
+
+
+def error_declaration_hash_id(
+    event_hash_id: str, declaration: Mapping[str, Any], namespaces: Mapping[str, str] | None = None
+) -> str:
+    """The log entry of an error declaration: `ni:///sha-256;<hex>?ver=CBV2.0` of its pre-hash string."""
+    digest = hashlib.sha256(error_declaration_prehash(event_hash_id, declaration, namespaces).encode()).hexdigest()
+    return f"ni:///sha-256;{digest}?ver={HASH_VERSION}"

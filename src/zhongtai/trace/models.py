@@ -91,3 +91,39 @@ class TraceEventEpc(TenantOwned, Base):
     event_pk: Mapped[int] = mapped_column(ForeignKey("trace_events.id", ondelete="CASCADE"), index=True)
     role: Mapped[int] = mapped_column(SmallInteger)
     epc: Mapped[str] = mapped_column(String(512))
+
+
+class TraceErrorDeclaration(TenantOwned, Base):
+    """An `errorDeclaration` recorded against a stored event (EPCIS 2.0 §7.4.1.2).
+
+    The event hash leaves the declaration out, so an event re-sent with one is the stored event;
+    the declaration is kept here, append-only, and its own hash ID (`entry`,
+    `hashing.error_declaration_hash_id`) is a leaf of the brand's log. Re-sending it is a no-op.
+    """
+
+    __tablename__ = "trace_error_declarations"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "entry"),
+        Index("ix_trace_error_declarations_tenant_reason", "tenant_id", "reason"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("trace_events.id", ondelete="CASCADE"), index=True)
+    entry: Mapped[str] = mapped_column(String(100))
+    declaration_time: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(String(300), default=None)  # CBV Web URI
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the declaration as sent
+    record_time: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TraceCorrectiveEvent(TenantOwned, Base):
+    """One of a declaration's `correctiveEventIDs`, for `EQ_correctiveEventID`."""
+
+    __tablename__ = "trace_corrective_events"
+    __table_args__ = (Index("ix_trace_corrective_events_lookup", "tenant_id", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    declaration_pk: Mapped[int] = mapped_column(
+        ForeignKey("trace_error_declarations.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[str] = mapped_column(String(512))

@@ -28,7 +28,7 @@ from zhongtai.trace import models
 from zhongtai.trace.epc import InvalidEpc, normalize_epc, query_pattern
 from zhongtai.trace.errors import QueryParameterError
 from zhongtai.trace.hashing import cbv_term, parse_time
-from zhongtai.trace.models import TraceEvent, TraceEventEpc
+from zhongtai.trace.models import TraceCorrectiveEvent, TraceErrorDeclaration, TraceEvent, TraceEventEpc
 
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 1000
@@ -53,6 +53,7 @@ TIME_BOUNDS = {
     "GE_recordTime": ("record_time", ">="),
     "LT_recordTime": ("record_time", "<"),
 }
+ERROR_PARAMETERS = ("EXISTS_errorDeclaration", "EQ_errorReason", "EQ_correctiveEventID")
 SUPPORTED = frozenset(
     {
         "eventType",
@@ -63,6 +64,7 @@ SUPPORTED = frozenset(
         "EQ_readPoint",
         "EQ_bizLocation",
         "EQ_eventID",
+        *ERROR_PARAMETERS,
         *MATCH_ROLES,
         "perPage",
         "nextPageToken",
@@ -81,11 +83,8 @@ NOT_IMPLEMENTED = frozenset(
         "GE_quantity",
         "LT_quantity",
         "LE_quantity",
-        "EXISTS_errorDeclaration",
         "GE_errorDeclarationTime",
         "LT_errorDeclarationTime",
-        "EQ_errorReason",
-        "EQ_correctiveEventID",
         "orderBy",
         "orderDirection",
         "eventCountLimit",
@@ -105,6 +104,9 @@ class EventQuery:
     biz_locations: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
     matches: list[tuple[tuple[int, ...], list[tuple[str, bool]]]] = field(default_factory=list)
+    error_declared: bool = False
+    error_reasons: list[str] = field(default_factory=list)
+    corrective_event_ids: list[str] = field(default_factory=list)
     per_page: int = DEFAULT_PER_PAGE
     page_token: str | None = None
     fingerprint: str = ""
@@ -135,6 +137,15 @@ def _identifier(name: str, value: str) -> str:
         return normalize_epc(value)
     except InvalidEpc as exc:
         raise QueryParameterError(f"{name}: {value!r} is not a valid identifier: {exc}", parameter=name) from None
+
+
+def _error_parameter(query: EventQuery, name: str, raw: Sequence[str]) -> None:
+    if name == "EXISTS_errorDeclaration":
+        query.error_declared = True  # the parameter's value is void: its presence is the condition
+    elif name == "EQ_errorReason":
+        query.error_reasons = [cbv_term(v, "ER") for v in _values(name, raw)]
+    else:
+        query.corrective_event_ids = _values(name, raw)
 
 
 def parse(params: Sequence[tuple[str, str]]) -> EventQuery:
@@ -171,6 +182,8 @@ def parse(params: Sequence[tuple[str, str]]) -> EventQuery:
             query.biz_locations = [_identifier(name, v) for v in _values(name, raw)]
         elif name == "EQ_eventID":
             query.event_ids = _values(name, raw)
+        elif name in ERROR_PARAMETERS:
+            _error_parameter(query, name, raw)
         elif name in MATCH_ROLES:
             patterns = []
             for value in _values(name, raw):
@@ -237,6 +250,27 @@ def _match(tenant_id: uuid.UUID, roles: tuple[int, ...], patterns: list[tuple[st
     )
 
 
+def _declaration_conditions(tenant_id: uuid.UUID, query: EventQuery) -> list[ColumnElement[bool]]:
+    """EXISTS_errorDeclaration, EQ_errorReason, EQ_correctiveEventID: an event with a recorded
+    declaration (any of them, when several were recorded) that has the reason / names the event."""
+    found: list[ColumnElement[bool]] = []
+    declared = [TraceErrorDeclaration.tenant_id == tenant_id, TraceErrorDeclaration.event_pk == TraceEvent.id]
+    if query.error_declared:
+        found.append(exists().where(*declared))
+    if query.error_reasons:
+        found.append(exists().where(*declared, TraceErrorDeclaration.reason.in_(query.error_reasons)))
+    if query.corrective_event_ids:
+        found.append(
+            exists().where(
+                *declared,
+                TraceCorrectiveEvent.tenant_id == tenant_id,
+                TraceCorrectiveEvent.declaration_pk == TraceErrorDeclaration.id,
+                TraceCorrectiveEvent.event_id.in_(query.corrective_event_ids),
+            )
+        )
+    return found
+
+
 def statement(tenant_id: uuid.UUID, query: EventQuery, *, after: int | None) -> Select[TraceEvent]:
     conditions: list[ColumnElement[bool]] = [TraceEvent.tenant_id == tenant_id]
     if query.event_types:
@@ -255,6 +289,7 @@ def statement(tenant_id: uuid.UUID, query: EventQuery, *, after: int | None) -> 
         if values:
             conditions.append(attribute.in_(values))
     conditions.extend(_match(tenant_id, roles, patterns) for roles, patterns in query.matches)
+    conditions.extend(_declaration_conditions(tenant_id, query))
     if after is not None:
         conditions.append(TraceEvent.id > after)
     return select(TraceEvent).where(and_(*conditions)).order_by(TraceEvent.id).limit(query.per_page + 1)
@@ -281,8 +316,22 @@ async def get_event(session: AsyncSession, tenant_id: uuid.UUID, event_id: str) 
     return found
 
 
-def render_event(event: TraceEvent) -> dict[str, Any]:
+async def declarations_of(session: AsyncSession, event_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """event pk → its error declaration as sent (the latest declared, when several were recorded)."""
+    if not event_pks:
+        return {}
+    rows = await session.execute(
+        select(TraceErrorDeclaration.event_pk, TraceErrorDeclaration.body)
+        .where(TraceErrorDeclaration.event_pk.in_(list(event_pks)))
+        .order_by(TraceErrorDeclaration.declaration_time, TraceErrorDeclaration.id)
+    )
+    return {int(pk): dict(body) for pk, body in rows}
+
+
+def render_event(event: TraceEvent, declaration: dict[str, Any] | None = None) -> dict[str, Any]:
     body = dict(event.body)
+    if declaration is not None:
+        body["errorDeclaration"] = declaration
     body["recordTime"] = event.record_time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if event.context:
         body = {"@context": event.context, **body}

@@ -45,6 +45,7 @@ lint: install
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports  # the layers of docs/architecture.md (contracts in pyproject.toml)
+	$(BIN)/python scripts/audit_lock.py requirements/lock.txt --ignore requirements/audit-ignore.txt  # known vulnerabilities of the pins (PyPI's data)
 	ZT_DATA_DIR=$$(mktemp -d) $(BIN)/zhongtai migrate && ZT_DATA_DIR=$$(mktemp -d) sh -c '$(BIN)/zhongtai migrate >/dev/null && $(BIN)/zhongtai migrate --check'
 
 bench-http: install

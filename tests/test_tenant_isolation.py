@@ -83,7 +83,8 @@ async def _noop(ctx: JobContext) -> None:
 PUBLIC_ROUTES = {
     "/healthz": "liveness, no data",
     "/readyz": "readiness, no data",
-    "/metrics": "process metrics, no tenant data",
+    "/metrics": "process metrics, no tenant data; 404 without ZT_METRICS_TOKEN, else 401 without it "
+    "(tests/test_core_metrics.py)",
     "/openapi.json": "API description",
     "/docs": "API explorer",
     "/docs/oauth2-redirect": "API explorer",

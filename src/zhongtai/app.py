@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +35,7 @@ from zhongtai.core.errors import AppError, CrossTenantAccess, HttpError, Validat
 from zhongtai.core.logs import configure_logging, request_id_var
 from zhongtai.core.middleware import BodyLimitMiddleware, RequestContextMiddleware, internal_error
 from zhongtai.core.runtime import Runtime
+from zhongtai.core.schemas import ErrorOut
 from zhongtai.core.settings import Settings
 from zhongtai.flashsale import api as flashsale_api
 from zhongtai.flashsale import console as flashsale_console
@@ -126,6 +128,30 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(internal_error(request_id_var.get()), status_code=500)
 
 
+def _describe_errors_as_sent(app: FastAPI) -> None:
+    """The API description names the error shape the handlers above send: FastAPI's default 422
+    schema (`{"detail": [...]}`) is replaced by `ErrorOut` (`{"error", "detail", "data"}`)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["ErrorOut"] = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        error_out = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+                if "422" in responses:
+                    responses["422"] = {"description": "The request is not valid (error shape)", **error_out}
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or (runtime.settings if runtime else Settings())
     configure_logging(settings.log_level, json_lines=settings.log_json)
@@ -141,6 +167,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is not None:
         app.state.runtime = runtime
     _install_error_handlers(app)
+    _describe_errors_as_sent(app)
     app.add_middleware(BodyLimitMiddleware)  # inside the request context: its refusals carry the request id
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(FlashSaleFastPath)  # outermost: buys skip the rest of the stack

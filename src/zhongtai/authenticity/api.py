@@ -359,7 +359,7 @@ async def code_scans(
     session: DbSession,
     actor: Reader,
     code: Annotated[str, Query(min_length=1, max_length=300, description="Digital Link, short URL, serial or SSCC")],
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ScansOut:
     """A code's consumer scans, newest first, with its summary."""

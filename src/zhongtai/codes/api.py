@@ -143,7 +143,19 @@ async def void_codes(
     return VoidOut(voided=voided, batch=BatchOut.of(await service.get_batch(session, batch_id)))
 
 
-@router.get("/batches/{batch_id}/export")
+@router.get(
+    "/batches/{batch_id}/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "CSV, or a ZIP of CSV parts with part_size",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
 @writes_on_get
 async def export_batch(
     batch_id: uuid.UUID,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from zhongtai import __version__
+from zhongtai.core.errors import NotFound, Unauthenticated
 from zhongtai.core.metrics import REGISTRY
 from zhongtai.core.web import RuntimeDep
 
@@ -47,6 +49,15 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
-async def metrics() -> Response:
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, runtime: RuntimeDep) -> Response:
+    """Prometheus text format, for a scraper holding `ZT_METRICS_TOKEN` (docs/security.md);
+    not exposed (404) when no token is set."""
+    token = runtime.settings.metrics_token
+    if token is None or not token.get_secret_value():
+        raise NotFound()
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+        raise Unauthenticated("Send the metrics token as 'Authorization: Bearer <token>'.")
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         default=None, description="AES-256-GCM keys for personal data, 'version:base64,version:base64'"
     )
     lookup_key: SecretStr | None = Field(default=None, description="HMAC key for lookups of encrypted data")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token Prometheus sends to scrape /metrics; unset, /metrics answers 404",
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000

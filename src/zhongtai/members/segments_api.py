@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
@@ -40,6 +40,9 @@ from zhongtai.members.segment_schemas import (
 )
 
 router = APIRouter(prefix="/api/v1/members", tags=["members"])
+CSV_DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    200: {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
+}
 
 SegmentsReader = Annotated[Principal, Depends(require(SEGMENTS_READ))]
 SegmentsWriter = Annotated[Principal, Depends(require(SEGMENTS_WRITE))]
@@ -100,7 +103,7 @@ async def refresh_segment(
     return RefreshOut(segment=SegmentOut.of(segment), evaluated=result.evaluated)
 
 
-@router.get("/segments/{segment_id}/export")
+@router.get("/segments/{segment_id}/export", response_class=StreamingResponse, responses=CSV_DOWNLOAD)
 async def export_segment(segment_id: uuid.UUID, session: DbSession, _: SegmentsExporter) -> StreamingResponse:
     """The segment's member ids as CSV (ids only: no personal data)."""
     segment = await segments.get_segment(session, segment_id)

@@ -41,6 +41,9 @@ from zhongtai.rewards.models import (
 from zhongtai.rewards.permissions import REWARDS_FUND, REWARDS_MANAGE, REWARDS_PAYOUT, REWARDS_READ, REWARDS_REVIEW
 
 router = APIRouter(prefix="/api/v1/rewards", tags=["rewards"])
+CSV_DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    200: {"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
+}
 
 Reader = Annotated[Principal, Depends(require(REWARDS_READ))]
 Manager = Annotated[Principal, Depends(require(REWARDS_MANAGE))]
@@ -477,7 +480,7 @@ async def list_grants(
     page: PageDep,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(GRANT_STATUSES) + ")$")] = None,
     party: Annotated[str | None, Query(max_length=80)] = None,
-    code_id: Annotated[int | None, Query(ge=0)] = None,
+    code_id: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
 ) -> Paged[GrantOut]:
     rows, total = await grants.grants_of(
         session, party, status=status, code_id=code_id, limit=page.per_page, offset=page.offset
@@ -558,7 +561,7 @@ async def batch_withdrawals(payout_batch_id: uuid.UUID, session: DbSession, _: R
     return [WithdrawalOut.of(w) for w in await payouts.batch_withdrawals(session, payout_batch_id)]
 
 
-@router.get("/batches/{payout_batch_id}/export.csv")
+@router.get("/batches/{payout_batch_id}/export.csv", response_class=Response, responses=CSV_DOWNLOAD)
 @writes_on_get
 async def export_batch(payout_batch_id: uuid.UUID, session: DbSession, runtime: RuntimeDep, actor: Payer) -> Response:
     """The batch for the bank or payment platform: full payee accounts, so the export is audited."""

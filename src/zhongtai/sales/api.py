@@ -180,7 +180,11 @@ def _days(day_from: date | None, day_to: date | None) -> tuple[date, date]:
     return start, end
 
 
-@router.get("/sales/statements", response_model=list[StatementLineOut])
+@router.get(
+    "/sales/statements",
+    response_model=list[StatementLineOut],
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},  # format=csv
+)
 async def statements(
     session: DbSession,
     _: SalesReader,

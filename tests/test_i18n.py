@@ -68,13 +68,18 @@ def _home_labels() -> set[str]:
     found: set[str] = set()
     for path in sorted(SRC.glob("*/home.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("Figure", "Series"):
-                if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                    found.add(node.args[0].value)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                for keyword in node.keywords:
-                    if keyword.arg in ("title", "note") and isinstance(keyword.value, ast.Constant):
-                        found.add(str(keyword.value.value))
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            first = node.args[0] if node.args else None
+            if (
+                node.func.id in ("Figure", "Series")
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                found.add(first.value)
+            for keyword in node.keywords:
+                if keyword.arg in ("title", "note") and isinstance(keyword.value, ast.Constant):
+                    found.add(str(keyword.value.value))
     return found
 
 

@@ -115,18 +115,22 @@ def worker(
 
     async def main() -> int:
         runtime = Runtime(settings)
-        runner = Worker(runtime.db)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
             if once:
+                runner = Worker(runtime.db)
                 total = 0
                 while claimed := await runner.run_once():
                     total += claimed
                 return total
-            await runner.run_forever(stop, poll_seconds=settings.worker_poll_seconds)
+            # The jobs and the background loops web processes run when `in_process_worker` is on (the
+            # scan stream's persister among them): a deployment whose web processes run without them
+            # relies on this process for both.
+            await runtime.start(with_worker=True, worker_name=None)
+            await stop.wait()
             return 0
         finally:
             await runtime.stop()

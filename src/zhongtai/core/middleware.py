@@ -8,11 +8,17 @@ import json
 import logging
 import re
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SqlPoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zhongtai.core import jsonsafe
@@ -77,8 +83,14 @@ class RequestContextMiddleware:
             # the security headers (the framework's last-resort handler runs outside this middleware).
             if answered[0]:
                 raise
-            log.exception("unhandled error", extra={"path": scope["path"]})
-            await send_json(send_wrapper, 500, internal_error(request_id))
+            if outage := store_outage():
+                # PostgreSQL or Redis went away mid-request (a restart, a failover): nothing was
+                # accepted, and the client may simply try again in a moment.
+                log.warning("store unavailable", extra={"path": scope["path"], "store": outage})
+                await send_json(send_wrapper, 503, unavailable(request_id, outage), retry_after=RETRY_AFTER_SECONDS)
+            else:
+                log.exception("unhandled error", extra={"path": scope["path"]})
+                await send_json(send_wrapper, 500, internal_error(request_id))
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -102,9 +114,53 @@ def internal_error(request_id: str | None) -> dict[str, Any]:
     }
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any], *, media_type: str = "application/json") -> None:
+RETRY_AFTER_SECONDS = 1
+
+
+def unavailable(request_id: str | None, store: str) -> dict[str, Any]:
+    return {
+        "error": "service_unavailable",
+        "detail": "The service is briefly unavailable; nothing was done. Try again in a moment.",
+        "data": {"request_id": request_id, "store": store, "retry_after_seconds": RETRY_AFTER_SECONDS},
+    }
+
+
+def store_outage() -> str | None:
+    """ "database" or "redis" when the exception being handled comes from losing that store (connection
+    refused, closed or reset, the server shutting down or starting up, a pool timeout), "connection" for
+    a bare socket error, else None. Follows the exception's causes."""
+    seen: BaseException | None = sys.exc_info()[1]
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, RedisConnectionError | RedisTimeoutError):
+            return "redis"
+        if isinstance(
+            seen,
+            asyncpg.PostgresConnectionError
+            | asyncpg.InterfaceError
+            | asyncpg.exceptions.OperatorInterventionError
+            | SqlPoolTimeout,
+        ) or (isinstance(seen, DBAPIError) and seen.connection_invalidated):
+            return "database"
+        if isinstance(seen, ConnectionError | TimeoutError):
+            return "connection"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    *,
+    media_type: str = "application/json",
+    retry_after: int | None = None,
+) -> None:
     payload = json.dumps(jsonsafe.echo_safe(body), ensure_ascii=False).encode()
     headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(payload)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 

@@ -53,11 +53,13 @@ class Runtime:
     def tier(self) -> str:
         return "embedded" if self.settings.is_sqlite and self.redis is None else "production"
 
-    async def start(self, *, with_worker: bool | None = None) -> None:
+    async def start(self, *, with_worker: bool | None = None, worker_name: str | None = "in-process") -> None:
+        """With the worker (the settings' `in_process_worker` unless told): the job worker and every
+        registered background loop (the scan stream's persister, …) run in this process until `stop`."""
         if with_worker is None:
             with_worker = self.settings.in_process_worker
         if with_worker:
-            self.worker = Worker(self.db, name="in-process")
+            self.worker = Worker(self.db, name=worker_name)
             self._worker_stop.clear()
             self._worker_task = asyncio.create_task(
                 self.worker.run_forever(self._worker_stop, poll_seconds=self.settings.worker_poll_seconds)

@@ -1,4 +1,5 @@
-"""`zhongtai`: serve, worker, migrate, demo, tenant/user/token administration, ledger checks, bench, verify."""
+"""`zhongtai`: serve, worker, migrate, demo, tenant/user/token administration, ledger checks, bench, verify,
+verify-restore."""
 
 from __future__ import annotations
 
@@ -233,6 +234,20 @@ def ledger_recompute(
         raise _fail(exc.message) from exc
     out.print_json(json.dumps(result, default=str))
     if not result["ok"] and not result["repaired"]:
+        raise typer.Exit(1)
+
+
+@app.command("verify-restore")
+def verify_restore(
+    tenant: Annotated[str | None, typer.Option(help="check this brand only (default: every brand)")] = None,
+    sample: Annotated[int, typer.Option(min=1, help="encrypted values decrypted per column and brand")] = 1000,
+) -> None:
+    """Check a restored database: ledger recompute, every signed log checkpoint, PII decryption; exit 1 on a problem."""
+    from zhongtai.cli.restore_check import verify_restore as check
+
+    result = asyncio.run(check(_settings(), tenant_slug=tenant, sample=sample))
+    out.print_json(json.dumps(result, default=str))
+    if not result["ok"]:
         raise typer.Exit(1)
 
 

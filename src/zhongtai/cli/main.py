@@ -271,8 +271,10 @@ def bench(
     codes: Annotated[
         int | None, typer.Option(help="`bench codes`: codes per tier (default ZT_BENCH_CODES or 10,000,000)")
     ] = None,
+    minutes: Annotated[float | None, typer.Option(help="`bench soak`: duration in minutes (default 30)")] = None,
 ) -> None:
-    """Run a benchmark; print its figures as one JSON object and save them in bench/results/NAME.json."""
+    """Run a benchmark; print its figures as one JSON object and save them in bench/results/NAME.json;
+    exit 1 when the benchmark reports `ok: false` (e.g. `bench soak` saw errors or memory growth)."""
     from zhongtai.bench import registry
 
     if name == "list":
@@ -286,8 +288,16 @@ def bench(
         if name != "codes":
             raise _fail("--codes applies to `bench codes` only")
         options["codes"] = codes
+    if minutes is not None:
+        if name != "soak":
+            raise _fail("--minutes applies to `bench soak` only")
+        if minutes <= 0:
+            raise _fail("--minutes must be more than 0")
+        options["minutes"] = minutes
     figures = registry.run(name, **options)
     sys.stdout.write(json.dumps(figures, ensure_ascii=False) + "\n")
+    if figures.get("ok") is False:
+        raise typer.Exit(1)
 
 
 @app.command()

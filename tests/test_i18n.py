@@ -128,7 +128,10 @@ def all_source_strings() -> dict[str, set[str]]:
         | set(channel_h5.ROLE_WORDS.values())
         | set(channel_console.ROLE_LABELS.values())
         | set(channel_console.STATUS_LABELS.values()),
-        "trace steps": set(trace_steps.BIZ_STEP_WORDS.values()) | set(trace_steps.ACTION_WORDS.values()),
+        "trace steps": set(trace_steps.BIZ_STEP_WORDS.values())
+        | set(trace_steps.ACTION_WORDS.values())
+        | set(trace_steps.ERROR_REASON_WORDS.values())
+        | {trace_steps.reason_words(None)},
         "lottery h5": set(lottery_h5.LOTTERY_ERROR_MESSAGES.values())
         | set(lottery_h5.RESULT_LABELS.values())
         | set(lottery_console.STATUS_LABELS.values()),

@@ -186,7 +186,8 @@ async def test_page_tokens_cannot_be_altered_or_reused(client: httpx.AsyncClient
         "perPage=ten",
         "MATCH_epc=urn:epc:id:sgtin:1.2.3",
         "orderBy=eventTime",
-        "GE_errorDeclarationTime=2024-05-01T00:00:00Z",
+        "GE_errorDeclarationTime=yesterday",
+        "LT_errorDeclarationTime=2024-05-01T08:00:00",
         "EQ_errorReason=",
         "EQ_bizStep=",
     ],
@@ -339,3 +340,32 @@ async def test_a_declaration_sent_to_the_single_event_endpoint_is_recorded(
     assert again.status_code == 409
     [event] = await events_of(client, token, "/epcis/events?EXISTS_errorDeclaration")
     assert event["errorDeclaration"]["reason"] == "did_not_occur"
+
+
+async def test_error_declaration_time_bounds(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """GE_/LT_errorDeclarationTime find events with a declaration declared within the bounds; an event
+    without a declaration never matches."""
+    brand = await make_brand(runtime)
+    token = await make_token(runtime, brand)
+    await capture_ok(client, token, document(object_event("T1"), object_event("T2"), object_event("T3")))
+    await capture_ok(client, token, document(_declared("T1", "incorrect_data")))  # 2024-05-02T01:00:00Z
+    late = object_event("T3", errorDeclaration={"declarationTime": "2024-05-03T00:00:00Z", "reason": "did_not_occur"})
+    await capture_ok(client, token, document(late))
+
+    def serials(found: list[dict[str, Any]]) -> list[str]:
+        return [e["epcList"][0].rsplit(".", 1)[1] for e in found]
+
+    for url, expected in (
+        ("/epcis/events?GE_errorDeclarationTime=2024-05-01T00:00:00Z", ["T1", "T3"]),
+        ("/epcis/events?GE_errorDeclarationTime=2024-05-02T09:00:00%2B08:00", ["T1", "T3"]),
+        ("/epcis/events?GE_errorDeclarationTime=2024-05-02T09:00:01+08:00", ["T3"]),
+        ("/epcis/events?LT_errorDeclarationTime=2024-05-02T01:00:00Z", []),
+        ("/epcis/events?LT_errorDeclarationTime=2024-05-02T01:00:01Z", ["T1"]),
+        ("/epcis/events?LT_errorDeclarationTime=2030-01-01T00:00:00Z", ["T1", "T3"]),
+        (
+            "/epcis/events?GE_errorDeclarationTime=2024-05-02T12:00:00Z&LT_errorDeclarationTime=2024-05-04T00:00:00Z",
+            ["T3"],
+        ),
+        ("/epcis/events?GE_errorDeclarationTime=2024-05-02T00:00:00Z&EQ_errorReason=did_not_occur", ["T3"]),
+    ):
+        assert serials(await events_of(client, token, url)) == expected, url

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,6 +142,81 @@ def test_the_browser_verifies_a_real_proof_and_refuses_tampered_ones(log_server:
             assert results["tamperedProof"] is False
             assert "does not verify" in results["tamperedCheckpoint"]
             assert results["wrongKey"] is False
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_the_consumer_trace_shows_a_step_declared_in_error() -> None:
+    """static/trace-view.js on the consumer partial: a step declared in error is marked and shows its
+    reason, declaration time and corrective events (trace data served by the page's own routes)."""
+    import json
+    from types import SimpleNamespace
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from zhongtai.kit.rendering import templates
+
+    _need_browser()
+    static = Path(__file__).resolve().parents[1] / "src" / "zhongtai" / "static"
+    partial = templates.get_template("h5/_trace.html").render(
+        _=lambda message, **values: message, tenant=SimpleNamespace(slug=SLUG), code="ABC"
+    )
+    step = {
+        "time": "2025-03-01T12:00:00.000+08:00",
+        "what": {"biz_step": "shipping", "action": "OBSERVE", "label": "Shipped"},
+        "where": {"read_point": None, "read_point_name": "Dock 7", "biz_location": None},
+        "via": None,
+        "hash_id": ENTRIES[0],
+        "leaf_index": 0,
+        "pending": True,
+        "proof": None,
+        "error_declaration": None,
+    }
+    declared = {
+        **step,
+        "hash_id": ENTRIES[1],
+        "error_declaration": {
+            "declared_at": "2025-03-02T09:30:00.000+08:00",
+            "reason": "incorrect_data",
+            "label": "The event's data were incorrect",
+            "corrective_event_ids": ["urn:uuid:c0de"],
+        },
+    }
+    data = {"product": {"name": "Bottle", "gtin": "1"}, "lot": None, "code": {}, "log": None, "steps": [step, declared]}
+
+    def serve(route: Any) -> None:
+        url = route.request.url
+        if "/trace-data" in url:
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(data))
+        elif "/static/" in url:
+            route.fulfill(
+                status=200,
+                content_type="text/javascript; charset=utf-8",
+                body=(static / url.rsplit("/", 1)[1]).read_text(),
+            )
+        else:
+            route.fulfill(
+                status=200,
+                content_type="text/html; charset=utf-8",
+                body=f"<!doctype html><html><body>{partial}</body></html>",
+            )
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.route("http://trace.test/**", serve)
+            page.goto("http://trace.test/h5/page")
+            expect(page.locator(".trace-step")).to_have_count(2, timeout=10_000)
+            expect(page.locator(".trace-step.declared-in-error")).to_have_count(1)
+            note = page.locator(".trace-step.declared-in-error .trace-declared")
+            expect(note).to_contain_text("Declared in error · The event's data were incorrect")
+            expect(note).to_contain_text("2025-03-02 09:30")
+            expect(note).to_contain_text("Corrected by urn:uuid:c0de")
+            expect(page.locator(".trace-step").first.locator(".trace-declared")).to_have_count(0)
             assert errors == []
         finally:
             browser.close()

@@ -288,6 +288,105 @@ async def test_trace_of_another_brand_is_refused(client: httpx.AsyncClient, runt
         assert (await trace_of(session, other.id, item_uri(packed.items[1]))).entries == []
 
 
+SHIPPING_DECLARED = {
+    "declarationTime": "2025-03-02T09:30:00+08:00",
+    "reason": "incorrect_data",
+    "correctiveEventIDs": ["urn:uuid:8c5e0a1e-0000-4000-8000-00000000c0de"],
+}
+
+
+async def _declare_shipping_in_error(client: httpx.AsyncClient, packed: Packed) -> None:
+    """The pallet's shipping event (12:00) re-sent with an errorDeclaration: same hash ID, declaration recorded."""
+    await _capture_declaration(
+        client,
+        packed.line,
+        {
+            "type": "ObjectEvent",
+            "eventTime": at(12),
+            "eventTimeZoneOffset": "+08:00",
+            "epcList": [sscc_uri(packed.pallet)],
+            "action": "OBSERVE",
+            "bizStep": "shipping",
+            "disposition": "in_transit",
+            "readPoint": {"id": "urn:epc:id:sgln:6901234.00001.DOCK7"},
+            "bizLocation": {"id": "urn:epc:id:sgln:6901234.00001.0"},
+            "zt:actor": OPERATOR_EMAIL,
+            "errorDeclaration": SHIPPING_DECLARED,
+        },
+    )
+
+
+async def _capture_declaration(client: httpx.AsyncClient, line: Line, event: dict) -> None:
+    document = {
+        "@context": CONTEXT,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2025-03-02T00:00:00Z",
+        "epcisBody": {"eventList": [event]},
+    }
+    response = await client.post("/epcis/capture", json=document, headers=line.auth)
+    assert response.status_code == 202, response.text
+    job = (await client.get(response.headers["location"], headers=line.auth)).json()
+    assert (job["success"], job["storedCount"], job["duplicateCount"]) == (True, 0, 1), job
+
+
+async def test_a_step_declared_in_error_shows_its_declaration(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    """The trace API, the consumer's data and the console page show that a step was declared in error:
+    its reason (in the caller's language), the declaration time and the corrective events."""
+    packed = await packed_line(client, runtime)
+    line = packed.line
+    before = (await client.get("/api/v1/trace", params={"code": packed.items[1]}, headers=line.auth)).json()
+    assert [s["error_declaration"] for s in before["steps"]] == [None] * 5
+    await _declare_shipping_in_error(client, packed)
+    await sign(runtime, line.brand.id)
+
+    english = {**line.auth, "accept-language": "en"}
+    trace = (await client.get("/api/v1/trace", params={"code": packed.items[1]}, headers=english)).json()
+    steps = trace["steps"]
+    assert [s["what"]["biz_step"] for s in steps] == ["commissioning", "packing", "packing", "shipping", "inspecting"]
+    assert [s["error_declaration"] is not None for s in steps] == [False, False, False, True, False]
+    assert steps[3]["error_declaration"] == {
+        "declared_at": "2025-03-02T09:30:00.000+08:00",
+        "reason": "incorrect_data",
+        "label": "The event's data were incorrect",
+        "corrective_event_ids": SHIPPING_DECLARED["correctiveEventIDs"],
+    }
+    assert steps[3]["pending"] is False, "the declared step keeps its own leaf and proof"
+
+    public = await client.get(
+        f"/h5/{line.brand.tenant.slug}/trace-data",
+        params={"code": packed.items[1]},
+        headers={"accept-language": "zh-CN"},
+    )
+    assert public.status_code == 200, public.text
+    declared = public.json()["steps"][3]["error_declaration"]
+    assert (declared["reason"], declared["label"]) == ("incorrect_data", "该事件的数据有误")
+    assert declared["corrective_event_ids"] == SHIPPING_DECLARED["correctiveEventIDs"]
+    assert OPERATOR_EMAIL not in public.text
+
+    await console_login(client, line.brand.owner.email)
+    for language, words in (
+        ("en", ("Declared in error", "The event&#39;s data were incorrect", "Corrected by")),
+        (
+            "zh-CN",
+            ("已声明为错误", "该事件的数据有误", "更正事件"),
+        ),
+    ):
+        page = await client.get(
+            "/console/trace",
+            params={"code": packed.items[1]},
+            headers={"accept": "text/html", "accept-language": language},
+        )
+        assert page.status_code == 200, page.text
+        assert page.text.count('data-declared="error"') == 1
+        assert page.text.count("declared-in-error") == 1
+        for word in words:
+            assert word in page.text, (language, word)
+        assert "2025-03-02 09:30:00 +08:00" in page.text
+        assert SHIPPING_DECLARED["correctiveEventIDs"][0] in page.text
+        assert page.text.count('data-verified="true"') == 5
+
+
 def test_consumer_trace_partial_points_at_the_public_data() -> None:
     from types import SimpleNamespace
 
@@ -299,3 +398,4 @@ def test_consumer_trace_partial_points_at_the_public_data() -> None:
     assert 'data-url="/h5/moutai-demo/trace-data?code=https%3A//x/01/1%3Fa%3D%3Cb%3E"' in html
     assert '<script src="/static/trace-verify.js"></script>' in html
     assert '<script src="/static/trace-view.js"></script>' in html
+    assert 'data-declared="Declared in error" data-corrected="Corrected by"' in html

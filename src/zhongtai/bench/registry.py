@@ -54,6 +54,7 @@ def _load_builtin() -> None:
         members,
         rewards,
         scan,
+        soak,
         trace,
     )
 

@@ -1,4 +1,5 @@
-"""`zhongtai`: serve, worker, migrate, demo, tenant/user/token administration, ledger checks, bench, verify."""
+"""`zhongtai`: serve, worker, migrate, demo, tenant/user/token administration, ledger checks, bench, verify,
+verify-restore."""
 
 from __future__ import annotations
 
@@ -240,6 +241,20 @@ def ledger_recompute(
         raise typer.Exit(1)
 
 
+@app.command("verify-restore")
+def verify_restore(
+    tenant: Annotated[str | None, typer.Option(help="check this brand only (default: every brand)")] = None,
+    sample: Annotated[int, typer.Option(min=1, help="encrypted values decrypted per column and brand")] = 1000,
+) -> None:
+    """Check a restored database: ledger recompute, every signed log checkpoint, PII decryption; exit 1 on a problem."""
+    from zhongtai.cli.restore_check import verify_restore as check
+
+    result = asyncio.run(check(_settings(), tenant_slug=tenant, sample=sample))
+    out.print_json(json.dumps(result, default=str))
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
 @members_app.command("lifecycle")
 def members_lifecycle(
     tenant: Annotated[
@@ -260,8 +275,10 @@ def bench(
     codes: Annotated[
         int | None, typer.Option(help="`bench codes`: codes per tier (default ZT_BENCH_CODES or 10,000,000)")
     ] = None,
+    minutes: Annotated[float | None, typer.Option(help="`bench soak`: duration in minutes (default 30)")] = None,
 ) -> None:
-    """Run a benchmark; print its figures as one JSON object and save them in bench/results/NAME.json."""
+    """Run a benchmark; print its figures as one JSON object and save them in bench/results/NAME.json;
+    exit 1 when the benchmark reports `ok: false` (e.g. `bench soak` saw errors or memory growth)."""
     from zhongtai.bench import registry
 
     if name == "list":
@@ -275,8 +292,16 @@ def bench(
         if name != "codes":
             raise _fail("--codes applies to `bench codes` only")
         options["codes"] = codes
+    if minutes is not None:
+        if name != "soak":
+            raise _fail("--minutes applies to `bench soak` only")
+        if minutes <= 0:
+            raise _fail("--minutes must be more than 0")
+        options["minutes"] = minutes
     figures = registry.run(name, **options)
     sys.stdout.write(json.dumps(figures, ensure_ascii=False) + "\n")
+    if figures.get("ok") is False:
+        raise typer.Exit(1)
 
 
 @app.command()

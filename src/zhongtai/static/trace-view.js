@@ -1,7 +1,8 @@
 /*
  * The consumer page's trace section (h5/_trace.html): fetches the code's trace data, lists the steps
  * and checks each step's inclusion proof against the brand's signed checkpoint with trace-verify.js.
- * Each step gets data-state="verified" | "pending" | "failed" and a mark.
+ * Each step gets data-state="verified" | "pending" | "failed" and a mark; a step declared in error gets
+ * the class "declared-in-error" and a line with the reason, the declaration time and the corrective events.
  */
 (function () {
   "use strict";
@@ -60,6 +61,16 @@
         text("span", "trace-where", place(step.where)),
         text("span", "trace-mark", "…"),
       );
+      const declared = step.error_declaration;
+      if (declared) {
+        item.classList.add("declared-in-error");
+        const note = text("span", "trace-declared", labels.declared + " · " + declared.label);
+        note.append(text("span", "trace-declared-time", " · " + declared.declared_at.slice(0, 16).replace("T", " ")));
+        if (declared.corrective_event_ids.length) {
+          note.append(text("span", "trace-corrected", " · " + labels.corrected + " " + declared.corrective_event_ids.join(", ")));
+        }
+        item.append(note);
+      }
       return item;
     });
     list.replaceChildren(...items);

@@ -53,6 +53,8 @@ TIME_BOUNDS = {
     "GE_recordTime": ("record_time", ">="),
     "LT_recordTime": ("record_time", "<"),
 }
+# GE_/LT_errorDeclarationTime: events with a recorded declaration whose declarationTime is in bounds.
+DECLARATION_TIME_BOUNDS = {"GE_errorDeclarationTime": ">=", "LT_errorDeclarationTime": "<"}
 ERROR_PARAMETERS = ("EXISTS_errorDeclaration", "EQ_errorReason", "EQ_correctiveEventID")
 SUPPORTED = frozenset(
     {
@@ -65,6 +67,7 @@ SUPPORTED = frozenset(
         "EQ_bizLocation",
         "EQ_eventID",
         *ERROR_PARAMETERS,
+        *DECLARATION_TIME_BOUNDS,
         *MATCH_ROLES,
         "perPage",
         "nextPageToken",
@@ -83,8 +86,6 @@ NOT_IMPLEMENTED = frozenset(
         "GE_quantity",
         "LT_quantity",
         "LE_quantity",
-        "GE_errorDeclarationTime",
-        "LT_errorDeclarationTime",
         "orderBy",
         "orderDirection",
         "eventCountLimit",
@@ -107,6 +108,7 @@ class EventQuery:
     error_declared: bool = False
     error_reasons: list[str] = field(default_factory=list)
     corrective_event_ids: list[str] = field(default_factory=list)
+    declaration_times: list[tuple[str, datetime]] = field(default_factory=list)
     per_page: int = DEFAULT_PER_PAGE
     page_token: str | None = None
     fingerprint: str = ""
@@ -184,6 +186,8 @@ def parse(params: Sequence[tuple[str, str]]) -> EventQuery:
             query.event_ids = _values(name, raw)
         elif name in ERROR_PARAMETERS:
             _error_parameter(query, name, raw)
+        elif name in DECLARATION_TIME_BOUNDS:
+            query.declaration_times.append((DECLARATION_TIME_BOUNDS[name], _time(name, raw)))
         elif name in MATCH_ROLES:
             patterns = []
             for value in _values(name, raw):
@@ -252,7 +256,8 @@ def _match(tenant_id: uuid.UUID, roles: tuple[int, ...], patterns: list[tuple[st
 
 def _declaration_conditions(tenant_id: uuid.UUID, query: EventQuery) -> list[ColumnElement[bool]]:
     """EXISTS_errorDeclaration, EQ_errorReason, EQ_correctiveEventID: an event with a recorded
-    declaration (any of them, when several were recorded) that has the reason / names the event."""
+    declaration (any of them, when several were recorded) that has the reason / names the event.
+    GE_/LT_errorDeclarationTime: an event with a declaration declared within both bounds (the same one)."""
     found: list[ColumnElement[bool]] = []
     declared = [TraceErrorDeclaration.tenant_id == tenant_id, TraceErrorDeclaration.event_pk == TraceEvent.id]
     if query.error_declared:
@@ -268,6 +273,14 @@ def _declaration_conditions(tenant_id: uuid.UUID, query: EventQuery) -> list[Col
                 TraceCorrectiveEvent.event_id.in_(query.corrective_event_ids),
             )
         )
+    if query.declaration_times:
+        bounds = [
+            TraceErrorDeclaration.declaration_time >= moment
+            if operator == ">="
+            else TraceErrorDeclaration.declaration_time < moment
+            for operator, moment in query.declaration_times
+        ]
+        found.append(exists().where(*declared, *bounds))
     return found
 
 

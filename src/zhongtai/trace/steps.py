@@ -1,5 +1,6 @@
 """A code's trace as people read it: product, lot, and custody steps (what, where, when, who), each
-with its leaf in the brand's log and an inclusion proof against the latest signed checkpoint.
+with its leaf in the brand's log and an inclusion proof against the latest signed checkpoint, and —
+when the event was declared in error — the declaration (reason, time, corrective events).
 
 `code_trace` serves the trace API, the consumer page's data and the console page; `verify` checks
 the proofs server-side (the console's "verified" marks) exactly as `zhongtai verify` would.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.codes import queries as codes_queries
@@ -21,6 +23,7 @@ from zhongtai.trace import checkpoint as checkpoints
 from zhongtai.trace import log, merkle
 from zhongtai.trace.epc import normalize_epc
 from zhongtai.trace.log_models import TraceCheckpoint
+from zhongtai.trace.models import TraceErrorDeclaration
 from zhongtai.trace.view import Interval, TraceEntry, trace_of
 
 CBV_PREFIX = "https://ref.gs1.org/cbv/"
@@ -45,6 +48,8 @@ BIZ_STEP_WORDS = {
     "void_shipping": "Shipment cancelled",
 }
 ACTION_WORDS = {"ADD": "Added", "OBSERVE": "Observed", "DELETE": "Removed"}
+# CBV 2.0 error reasons (ER-…) in words.
+ERROR_REASON_WORDS = {"did_not_occur": "The event did not occur", "incorrect_data": "The event's data were incorrect"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,16 @@ class Proof:
     leaf_index: int
     tree_size: int
     path: list[bytes]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The step was declared in error (EPCIS 2.0 §7.4.1.2): the latest recorded declaration."""
+
+    time: str  # declarationTime, ISO 8601 in the event's own offset
+    reason: str | None  # bare CBV word (ER-…)
+    label: str  # English source string
+    corrective_event_ids: list[str]
 
 
 @dataclass
@@ -67,6 +82,7 @@ class Step:
     who: str | None
     proof: Proof | None
     verified: bool | None = None  # set by `verify`: None when not checked (pending)
+    declared: Declared | None = None  # set when the event was declared in error
 
     @property
     def is_pending(self) -> bool:
@@ -109,6 +125,14 @@ def words_for(biz_step: str | None, action: str | None) -> str:
     return ACTION_WORDS.get(action or "", "Event")
 
 
+def reason_words(reason: str | None) -> str:
+    if reason and reason in ERROR_REASON_WORDS:
+        return ERROR_REASON_WORDS[reason]
+    if reason:
+        return reason.replace("_", " ").capitalize()
+    return "No reason given"
+
+
 def local_time(moment: datetime, offset: str) -> str:
     try:
         sign = -1 if offset.startswith("-") else 1
@@ -134,6 +158,34 @@ async def _actors(session: AsyncSession, entries: list[TraceEntry]) -> dict[int,
     return found
 
 
+async def _declarations(session: AsyncSession, tenant_id: uuid.UUID, entries: list[TraceEntry]) -> dict[int, Declared]:
+    """Event pk → its error declaration (the latest declared, when several were recorded), one query."""
+    offsets = {entry.event.id: entry.event.event_timezone_offset for entry in entries}
+    if not offsets:
+        return {}
+    rows = await session.execute(
+        select(
+            TraceErrorDeclaration.event_pk,
+            TraceErrorDeclaration.declaration_time,
+            TraceErrorDeclaration.reason,
+            TraceErrorDeclaration.body,
+        )
+        .where(TraceErrorDeclaration.tenant_id == tenant_id, TraceErrorDeclaration.event_pk.in_(list(offsets)))
+        .order_by(TraceErrorDeclaration.declaration_time, TraceErrorDeclaration.id)
+    )
+    found: dict[int, Declared] = {}
+    for event_pk, moment, reason, body in rows:
+        corrective = body.get("correctiveEventIDs") if isinstance(body, dict) else None
+        bare = bare_term(reason, "ER")
+        found[int(event_pk)] = Declared(
+            time=local_time(moment, offsets[int(event_pk)]),
+            reason=bare,
+            label=reason_words(bare),
+            corrective_event_ids=[str(i) for i in corrective] if isinstance(corrective, list) else [],
+        )
+    return found
+
+
 def _place(body: dict[str, Any], name: str) -> str | None:
     place = body.get(name)
     return str(place["id"]) if isinstance(place, dict) and place.get("id") else None
@@ -153,6 +205,7 @@ async def epc_steps(session: AsyncSession, tenant_id: uuid.UUID, epc: str, *, wi
     trace = await trace_of(session, tenant_id, epc)
     signed = await checkpoints.latest_checkpoint(session, tenant_id)
     actors = await _actors(session, trace.entries) if with_actors else {}
+    declared = await _declarations(session, tenant_id, trace.entries)
     paths: dict[int, list[bytes]] = {}
     if signed is not None:
         covered = [e.leaf_index for e in trace.entries if e.leaf_index is not None and e.leaf_index < signed.tree_size]
@@ -176,6 +229,7 @@ async def epc_steps(session: AsyncSession, tenant_id: uuid.UUID, epc: str, *, wi
                 biz_location=_place(event.body, "bizLocation"),
                 who=actors.get(event.id),
                 proof=proof,
+                declared=declared.get(event.id),
             )
         )
     return EpcSteps(steps=steps, intervals=trace.intervals, checkpoint=signed)

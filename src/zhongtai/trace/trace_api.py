@@ -3,7 +3,8 @@ and `GET /h5/{tenant_slug}/trace-data` for the consumer page — public, limited
 without operator identities.
 
 Each step carries its leaf index and an RFC 9162 inclusion proof against the brand's latest signed
-checkpoint (given once, in `log`), or `pending: true` while no signed head covers it yet; a client
+checkpoint (given once, in `log`), or `pending: true` while no signed head covers it yet, and
+`error_declaration` when the event was declared in error (reason, time, corrective event IDs); a client
 checks it with `static/trace-verify.js`: `ztVerifyEvent(step.hash_id, {...step.proof, checkpoint:
 log.checkpoint}, key)` with the key from `log.public_key_url`.
 """
@@ -91,6 +92,13 @@ class ProofOut(BaseModel):
     inclusion_path: list[str] = Field(description="base64 hashes, RFC 9162 §2.1.3 order")
 
 
+class ErrorDeclarationOut(BaseModel):
+    declared_at: str = Field(description="the declaration's declarationTime, in the event's own UTC offset")
+    reason: str | None = Field(description="CBV error reason, bare word (did_not_occur, incorrect_data)")
+    label: str = Field(description="the reason in words, in the caller's language")
+    corrective_event_ids: list[str] = Field(description="the events that correct this one, when named")
+
+
 class PublicStepOut(BaseModel):
     time: str = Field(description="event time with its own UTC offset")
     what: WhatOut
@@ -100,6 +108,9 @@ class PublicStepOut(BaseModel):
     leaf_index: int | None
     pending: bool = Field(description="no signed checkpoint covers this event yet")
     proof: ProofOut | None
+    error_declaration: ErrorDeclarationOut | None = Field(
+        default=None, description="set when the event was declared in error (the latest declaration)"
+    )
 
 
 class StepOut(PublicStepOut):
@@ -174,6 +185,16 @@ def _public_step(step: trace_steps.Step, locale: str) -> dict[str, object]:
                 inclusion_path=[_b64(node) for node in step.proof.path],
             )
             if step.proof
+            else None
+        ),
+        "error_declaration": (
+            ErrorDeclarationOut(
+                declared_at=step.declared.time,
+                reason=step.declared.reason,
+                label=translate(locale, step.declared.label),
+                corrective_event_ids=step.declared.corrective_event_ids,
+            )
+            if step.declared
             else None
         ),
     }

@@ -69,10 +69,10 @@ SALE_REWARD_FEN = 500  # the store that sells it
 
 # code, name, contact, territory (administrative region codes), cases received in the month
 DEALERS: tuple[tuple[str, str, str, tuple[str, ...], int], ...] = (
-    ("DM-GZ", "贵州黔香商贸有限公司", "张黔", ("520000",), 12),
-    ("DM-GD", "广州粤酒行贸易有限公司", "陈粤", ("440100",), 9),
-    ("DM-SH", "上海申城酒业有限公司", "周申", ("310000",), 9),
-    ("DM-CD", "成都蜀韵商贸有限公司", "李蜀", ("510100",), 6),
+    ("DM-GZ", "贵州黔香商贸有限公司", "张黔", ("520000",), 8),
+    ("DM-GD", "广州粤酒行贸易有限公司", "陈粤", ("440100",), 6),
+    ("DM-SH", "上海申城酒业有限公司", "周申", ("310000",), 6),
+    ("DM-CD", "成都蜀韵商贸有限公司", "李蜀", ("510100",), 4),
 )
 DIVERTED_STORE = "ST-CQ-01"
 # code, name, dealer, latitude, longitude, city, shopping guide (or "")

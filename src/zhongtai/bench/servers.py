@@ -144,7 +144,7 @@ def load_demo(tier: Tier) -> str:
     log = tier.data_dir / "demo.log"
     with log.open("wb") as output:
         done = subprocess.run(
-            [sys.executable, "-m", "zhongtai.cli.main", "demo"],
+            [sys.executable, "-m", "zhongtai.cli.main", "demo", "--days", "0"],
             env=tier.env,
             stdout=output,
             stderr=subprocess.STDOUT,

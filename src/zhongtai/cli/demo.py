@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +21,7 @@ from sqlalchemy import select
 from zhongtai.catalog import service as catalog
 from zhongtai.catalog.models import Product
 from zhongtai.catalog.rules import LotDraft, ProductDraft
+from zhongtai.cli import demo_month
 from zhongtai.codes import custody
 from zhongtai.codes import service as codes
 from zhongtai.codes.generation import generate_batch
@@ -186,6 +189,13 @@ async def ensure_members(runtime: Runtime, tenant: Tenant) -> None:
         await duplicates.do_scan(session, runtime.crypto)
 
 
+def _set_month(credentials: dict[str, Any], month: dict[str, Any] | None) -> None:
+    if month is None:
+        credentials.pop("month", None)
+    else:
+        credentials["month"] = month
+
+
 def _password() -> str:
     return "zt-" + secrets.token_urlsafe(12)
 
@@ -208,7 +218,21 @@ async def _ensure_user(session: Any, *, tenant: Tenant, email: str, role: str, n
     await session.flush()
 
 
-async def load_demo(settings: Settings) -> dict[str, Any]:
+async def _ensure_month(
+    runtime: Runtime, tenant: Tenant, days: int, progress: Callable[[int, int], None] | None
+) -> dict[str, Any] | None:
+    """The demo month (generated once, `days` long), counted from its rows; None without one."""
+    await demo_month.ensure_month(runtime, tenant, DEMO_GTIN, days=days, progress=progress)
+    if not await demo_month.exists(runtime, tenant):
+        return None
+    return asdict(await demo_month.summary(runtime, tenant))
+
+
+async def load_demo(
+    settings: Settings, *, days: int = 0, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """`days`: how many days of the brand's life to generate up to now (zhongtai.cli.demo_month), once;
+    0 for the brand, its codes and members only."""
     load_all()  # every module's permissions, so that the demo token really has every scope
     path = settings.data_dir / "demo-credentials.json"
     await migrate.upgrade_async(settings)
@@ -237,6 +261,7 @@ async def load_demo(settings: Settings) -> dict[str, Any]:
             # Outside the unit of work above: on SQLite a second, nested writer would wait on the first.
             existing["sample_codes"] = await ensure_sample_codes(runtime, tenant)
             await ensure_members(runtime, tenant)
+            _set_month(existing, await _ensure_month(runtime, tenant, days, progress))
             _write(path, existing)
             return existing
         async with runtime.db.unit_of_work(all_tenants=True) as session:
@@ -279,6 +304,7 @@ async def load_demo(settings: Settings) -> dict[str, Any]:
             }
         credentials["sample_codes"] = await ensure_sample_codes(runtime, tenant)
         await ensure_members(runtime, tenant)
+        _set_month(credentials, await _ensure_month(runtime, tenant, days, progress))
         _write(path, credentials)
         return credentials
     finally:

@@ -142,12 +142,27 @@ def worker(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    days: Annotated[
+        int, typer.Option(min=0, max=365, help="days of the brand's life to generate up to now, once (0: none)")
+    ] = 30,
+) -> None:
     """Migrate and load demo data (idempotent); write the credentials to demo-credentials.json."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from zhongtai.cli.demo import load_demo
 
     settings = _settings()
-    credentials = asyncio.run(load_demo(settings))
+    with Progress(
+        TextColumn("  generating the demo month"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} steps"),
+        TimeElapsedColumn(), console=out, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("month", total=0)
+
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        credentials = asyncio.run(load_demo(settings, days=days, progress=step))
     path = settings.data_dir / "demo-credentials.json"
     out.print("[bold green]demo ready[/bold green]")
     out.print(f"  console   {settings.public_url}/console")
@@ -157,6 +172,14 @@ def demo() -> None:
     sample = credentials.get("sample_codes") or {}
     if sample:
         out.print(f"  a bottle  {sample['item_uri']}  PIN {sample['item_pin']}")
+    month = credentials.get("month")
+    if month:
+        out.print(
+            f"  a month   {month['dealers']} dealers, {month['stores']} stores, {month['guides']} guides,"
+            f" {month['channel_scans']} channel scans, {month['verifications']} verifications,"
+            f" {month['members']} members, ¥{month['rewards_paid_fen'] / 100:,.2f} rewards paid,"
+            f" {month['diversion_alerts']} diversion and {month['clone_alerts']} clone alerts"
+        )
     out.print(f"  all credentials: {path}")
 
 

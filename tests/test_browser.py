@@ -79,6 +79,17 @@ def _wait_until_up(base_url: str, server: subprocess.Popen[bytes], log: Path) ->
 
 @pytest.fixture
 def demo_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The demo brand without its generated month (`demo --days 0`): each test makes what it needs."""
+    yield from _demo_server(tmp_path, days=0)
+
+
+@pytest.fixture
+def living_demo_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The demo brand as `make demo` makes it: with a generated month of activity."""
+    yield from _demo_server(tmp_path, days=30)
+
+
+def _demo_server(tmp_path: Path, *, days: int) -> Iterator[tuple[str, dict[str, Any]]]:
     _need_browser()
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -92,7 +103,7 @@ def demo_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     }
     env.pop("ZT_DATABASE_URL", None)
     env.pop("ZT_REDIS_URL", None)
-    subprocess.run([str(ZHONGTAI), "demo"], env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run([str(ZHONGTAI), "demo", "--days", str(days)], env=env, check=True, capture_output=True, timeout=300)
     credentials = json.loads((tmp_path / "data" / "demo-credentials.json").read_text())
     log = tmp_path / "server.log"
     with log.open("wb") as sink:

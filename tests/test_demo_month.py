@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select
 
 from zhongtai.authenticity.models import KIND_PIN_OK, CloneAlert, Scan
-from zhongtai.channel.models import Dealer
+from zhongtai.channel.models import Dealer, Store
 from zhongtai.channel.scan_models import DiversionAlert
 from zhongtai.cli import demo_month
 from zhongtai.cli.demo import DEMO_SLUG, load_demo
@@ -18,6 +18,7 @@ from zhongtai.core.settings import Settings
 from zhongtai.ledger import service as ledger
 from zhongtai.members import lifecycle
 from zhongtai.rewards.models import PAID, FeePool, RewardGrant
+from zhongtai.sales.models import SalesOrder
 
 DAYS = 14
 
@@ -81,6 +82,16 @@ async def test_demo_month(settings: Settings, runtime: Runtime) -> None:
         stages = await lifecycle.stage_counts(session)
         assert sum(1 for n in stages.values() if n) >= 3, stages
         assert month["members"] >= 30
+        # The lottery: ten verified entrants, four bottles drawn; three winners paid and picked up at the
+        # store (each a bottle of the case it kept), one let the deadline pass.
+        assert month["lottery_entries"] == demo_month.LOTTERY_ENTRANTS
+        assert month["orders"] == demo_month.LOTTERY_BOTTLES
+        assert (month["orders_paid"], month["pickups"]) == (3, 3)
+        handed = (await session.execute(select(SalesOrder.state, SalesOrder.store_id, SalesOrder.item_code_id))).all()
+        picked = [row for row in handed if row[0] == "picked_up"]
+        store_id = await session.scalar(select(Store.id).where(Store.code == demo_month.LOTTERY_STORE))
+        assert {row[1] for row in picked} == {store_id}
+        assert len({row[2] for row in picked}) == 3  # three different bottles
     again = await load_demo(settings, days=DAYS)
     assert again == first
     async with runtime.db.unit_of_work(tenant_id=tenant.id) as session:

@@ -143,6 +143,73 @@ async def _counts(db: Database, tenant_id: uuid.UUID) -> tuple[int, int]:
     return int(members or 0), int(identifiers or 0)
 
 
+async def write_floor(db: Database, members: int, identifiers: int) -> dict[str, Any]:
+    """The floor of the write on PostgreSQL: `members` and `identifiers` rows shaped like the resolver's
+    (a 64-character hash per identifier, UUIDs made client-side, a bulk-load source) sent with binary
+    `COPY` straight into copies of the two tables with every index (`LIKE … INCLUDING ALL`; logged like
+    the real ones, no foreign keys) in one transaction, nothing else. No resolver can write faster than
+    this through these tables and indexes; the figure says how much of the budget the schema alone takes."""
+    now = utcnow()
+    tenant_id = uuid.uuid4()
+    member_ids = [uuid.uuid4() for _ in range(members)]
+    async with db.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        for table in ("zt_bench_floor_identifiers", "zt_bench_floor_members"):
+            await driver.execute(f"DROP TABLE IF EXISTS {table}")
+        await driver.execute("CREATE TABLE zt_bench_floor_members (LIKE members INCLUDING ALL)")
+        await driver.execute("CREATE TABLE zt_bench_floor_identifiers (LIKE member_identifiers INCLUDING ALL)")
+        try:
+            started = time.perf_counter()
+            async with driver.transaction():
+                await driver.copy_records_to_table(
+                    "zt_bench_floor_members",
+                    records=((m, tenant_id, "active", None, "{}", now, now) for m in member_ids),
+                    columns=["id", "tenant_id", "status", "merged_into_id", "profile", "created_at", "updated_at"],
+                )
+                members_s = time.perf_counter() - started
+                await driver.copy_records_to_table(
+                    "zt_bench_floor_identifiers",
+                    records=(
+                        (
+                            uuid.uuid4(),
+                            tenant_id,
+                            member_ids[i % members],
+                            "phone",
+                            f"{i:064x}",
+                            "13*******00",
+                            True,
+                            "import",
+                            now,
+                            now,
+                        )
+                        for i in range(identifiers)
+                    ),
+                    columns=[
+                        "id",
+                        "tenant_id",
+                        "member_id",
+                        "type",
+                        "value_hash",
+                        "value_masked",
+                        "verified",
+                        "source",
+                        "first_seen_at",
+                        "last_seen_at",
+                    ],
+                )
+            total_s = time.perf_counter() - started
+        finally:
+            for table in ("zt_bench_floor_identifiers", "zt_bench_floor_members"):
+                await driver.execute(f"DROP TABLE IF EXISTS {table}")
+    return {
+        "write_floor_s": round(total_s, 2),
+        "write_floor_members_s": round(members_s, 2),
+        "write_floor_identifiers_s": round(total_s - members_s, 2),
+        "write_floor_rows_per_s": round((members + identifiers) / total_s),
+    }
+
+
 async def measure_identity(settings: Settings, links: list[Link], *, with_facts: bool) -> dict[str, Any]:
     db = Database(settings)
     try:
@@ -167,6 +234,9 @@ async def measure_identity(settings: Settings, links: list[Link], *, with_facts:
             "members": members,
             "identifiers": identifiers,
         }
+        if db.engine.dialect.name == "postgresql":
+            progress.print(f"  the write's floor: {members:,} members and {identifiers:,} identifiers by COPY")
+            figures.update(await write_floor(db, members, identifiers))
         if with_facts:
             figures.update(await _measure_loading(db, tenant_id))
         return figures

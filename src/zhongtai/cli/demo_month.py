@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from stdnum.cn import ric
 
 from zhongtai.authenticity import models as auth_models
 from zhongtai.authenticity import resolver, verification
@@ -52,10 +53,18 @@ from zhongtai.core.models import Consumer, Tenant
 from zhongtai.core.permissions import Role
 from zhongtai.core.principals import Principal, PrincipalKind
 from zhongtai.core.runtime import Runtime
+from zhongtai.lottery import service as lottery
+from zhongtai.lottery.models import LotteryEntry
 from zhongtai.members import lifecycle
+from zhongtai.members import service as identity
 from zhongtai.members.models import Member
+from zhongtai.members.verifier import SandboxIdentityVerifier
 from zhongtai.rewards import service as rewards
 from zhongtai.rewards.models import PAID, RewardGrant
+from zhongtai.sales import payments, pickup
+from zhongtai.sales import rules as sales_rules
+from zhongtai.sales import service as sales
+from zhongtai.sales.models import SalesOrder
 
 SEED = 2026
 CST = timezone(timedelta(hours=8))
@@ -93,6 +102,15 @@ STORES: tuple[tuple[str, str, str, float, float, str, str], ...] = (
 # consumers who sign in, per city
 CONSUMERS_PER_CITY = {"贵阳": 9, "遵义": 4, "广州": 9, "上海": 9, "成都": 6, "重庆": 2}
 CLONE_PLACE = (39.9087, 116.3975)  # Beijing: the copy of a Shanghai bottle's label
+# The reservation lottery (申购) of the month: a week before today, at a Guiyang store that keeps one case
+# back for the winners; members of Guiyang and Zunyi verify their identity and enter.
+LOTTERY_STORE = "ST-GY-01"
+LOTTERY_CODE = "GY-LOT"
+LOTTERY_BOTTLES = 4
+LOTTERY_PRICE_FEN = 149_900
+LOTTERY_ENTRANTS = 10
+LOTTERY_MIN_DAYS = 12  # a shorter demo has no lottery
+ENTRANT_NAMES = ("张伟", "王芳", "李娜", "刘洋", "陈静", "杨帆", "赵磊", "黄敏", "周杰", "吴婷", "徐强", "孙丽", "马超")
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,10 @@ class MonthSummary:
     rewards_paid_fen: int
     diversion_alerts: int
     clone_alerts: int
+    lottery_entries: int
+    orders: int
+    orders_paid: int
+    pickups: int
 
 
 @dataclass(order=True)
@@ -146,6 +168,9 @@ class _Planner:
         self.clone_day = max(1, days * 2 // 3)
         self.clone_done = False
         self.diverted = cases["DM-CD"][0]  # the case the Chengdu dealer ships to Chongqing
+        self.lottery_day = days - 6 if days >= LOTTERY_MIN_DAYS else None
+        # The Guiyang dealer's last case goes to the lottery store and is kept for the winners.
+        self.reserved = cases["DM-GZ"][-1] if self.lottery_day is not None else None
 
     def add(self, at: datetime, kind: str, **args: Any) -> None:
         self.actions.append(Action(at, len(self.actions), kind, args))
@@ -161,8 +186,10 @@ class _Planner:
                 arriving = self.cases[dealer][:half] if d == 0 else self.cases[dealer][half:] if d == second else []
                 if arriving:
                     self.add(local(day, 9, self.rng.randint(0, 50)), "dealer_receive", dealer=dealer, codes=arriving)
-                    self.stock[dealer].extend(c for c in arriving if c != self.diverted)
+                    self.stock[dealer].extend(c for c in arriving if c not in (self.diverted, self.reserved))
             self.deliveries(d, day)
+            if d == self.lottery_day:
+                self.lottery(day)
             self.add(local(day, 23, 30), "day_end", day=day)
         return sorted(self.actions)
 
@@ -202,6 +229,23 @@ class _Planner:
             if not self.clone_done and d >= self.clone_day and city == "上海":
                 self.clone_done = True  # the same label, copied, checked in Beijing minutes later
                 self.add(checked + timedelta(minutes=9), "verify", code=bottle, who=None, where=CLONE_PLACE)
+
+    def lottery(self, day: date) -> None:
+        """The session is set up the day before; entries during the day, the draw in the evening (the
+        winners' orders come with the day's jobs); the next day the store opens the kept case, the
+        winners pay (one does not) and pick their bottles up."""
+        assert self.reserved is not None
+        before, after = day - timedelta(days=1), day + timedelta(days=1)
+        self.add(local(before, 12), "lottery_setup", opens_at=local(day, 10), closes_at=local(day, 20))
+        self.add(local(before, 16), "ship", dealer="DM-GZ", store=LOTTERY_STORE, codes=[self.reserved])
+        self.add(local(before, 17, 30), "store_receive", store=LOTTERY_STORE, codes=[self.reserved])
+        entrants = [p for p in self.people if p[0] in ("贵阳", "遵义")][:LOTTERY_ENTRANTS]
+        for n, who in enumerate(entrants):
+            self.add(local(day, 10 + n % 9, self.rng.randint(0, 58)), "lottery_enter", who=who, number=n)
+        self.add(local(day, 20, 30), "lottery_draw")
+        self.add(local(after, 9), "case_open", store=LOTTERY_STORE, code=self.reserved)
+        self.add(local(after, 11), "lottery_pay")
+        self.add(local(after, 16), "lottery_pickup", bottles=list(self.contents[self.reserved]))
 
     def deliveries(self, d: int, day: date) -> None:
         rng = self.rng
@@ -254,6 +298,9 @@ class _World:
     consumers: dict[tuple[str, int], uuid.UUID] = field(default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)
     inbox: _Inbox = field(default_factory=_Inbox)
+    product_id: uuid.UUID | None = None
+    lottery: tuple[uuid.UUID, uuid.UUID] | None = None  # session, lottery store
+    verified: set[uuid.UUID] = field(default_factory=set)
 
 
 async def _run_jobs(runtime: Runtime) -> None:
@@ -453,6 +500,121 @@ async def _verify(world: _World, action: Action) -> None:
         await verification.do_check_pin(session, world.runtime, resolved, world.pins[serial], ctx)
 
 
+def _id_number(n: int) -> str:
+    """A well-formed resident ID number (Guiyang's Nanming district, born from 1985) for the n-th entrant."""
+    body = f"520102{date(1985, 1, 1) + timedelta(days=397 * n):%Y%m%d}{100 + n:03d}"
+    return body + ric.calc_check_digit(body + "0")
+
+
+async def _lottery_setup(world: _World, action: Action) -> None:
+    runtime, crypto = world.runtime, world.runtime.crypto
+    assert world.product_id is not None
+    lat, lon = next((s[3], s[4]) for s in STORES if s[0] == LOTTERY_STORE)
+    async with runtime.db.unit_of_work(tenant_id=world.tenant.id) as session:
+        store = await lottery.do_create_store(
+            session,
+            code=LOTTERY_CODE,
+            name="贵阳观山湖名酒行 申购提货点",
+            city="贵阳",
+            latitude=lat,
+            longitude=lon,
+            channel_store_id=world.stores[LOTTERY_STORE],
+        )
+        drawn = await lottery.do_create_session(
+            session,
+            crypto,
+            title="飞天 53%vol 500ml 每日申购",
+            opens_at=action.args["opens_at"],
+            closes_at=action.args["closes_at"],
+        )
+        stock = lottery.StockItem(store.id, world.product_id, LOTTERY_BOTTLES, price_fen=LOTTERY_PRICE_FEN)
+        await lottery.do_set_stock(session, drawn, [stock])
+        await lottery.do_commit(session, drawn)
+        world.lottery = (drawn.id, store.id)
+
+
+async def _lottery_enter(world: _World, action: Action) -> None:
+    """An entrant verifies their identity once (the sandbox authority), then enters."""
+    assert world.lottery is not None
+    assert world.product_id is not None
+    consumer_id = await _consumer(world, action.args["who"])
+    runtime, number = world.runtime, int(action.args["number"])
+    async with runtime.db.unit_of_work(tenant_id=world.tenant.id) as session:
+        if consumer_id not in world.verified:
+            await identity.do_verify_identity(
+                session,
+                crypto=runtime.crypto,
+                limiter=runtime.limiter,
+                verifier=SandboxIdentityVerifier(),
+                tenant_id=world.tenant.id,
+                consumer_id=consumer_id,
+                name=ENTRANT_NAMES[number % len(ENTRANT_NAMES)],
+                id_number=_id_number(number),
+            )
+            world.verified.add(consumer_id)
+        session_id, store_id = world.lottery
+        await lottery.do_enter(
+            session,
+            runtime.crypto,
+            session_id=session_id,
+            consumer_id=consumer_id,
+            product_id=world.product_id,
+            store_id=store_id,
+        )
+
+
+async def _lottery_draw(world: _World) -> None:
+    assert world.lottery is not None
+    for step in ("close", "draw"):
+        async with world.runtime.db.unit_of_work(tenant_id=world.tenant.id) as session:
+            drawn = await lottery.get_session(session, world.lottery[0])
+            if step == "close":
+                await lottery.do_close(session, drawn)
+            else:
+                await lottery.do_draw(session, world.runtime.crypto, drawn, beacon=None)
+
+
+async def _lottery_orders(world: _World, state: str) -> list[uuid.UUID]:
+    """The ids of the lottery's orders in `state`, by order number."""
+    async with world.runtime.db.read_only(tenant_id=world.tenant.id) as session:
+        found = await session.scalars(
+            select(SalesOrder.id)
+            .where(SalesOrder.source == "lottery", SalesOrder.state == state)
+            .order_by(SalesOrder.order_no)
+        )
+        return list(found)
+
+
+async def _lottery_pay(world: _World) -> None:
+    """Every winner but the last pays through the sandbox provider (the last lets the deadline pass)."""
+    runtime = world.runtime
+    provider = payments.provider_for(payments.SANDBOX, runtime.crypto, world.tenant.id)
+    for order_id in (await _lottery_orders(world, sales_rules.PENDING_PAYMENT))[:-1]:
+        async with runtime.db.unit_of_work(tenant_id=world.tenant.id) as session:
+            order = await sales.get_order(session, order_id)
+            payment, _request = await payments.do_start_payment(session, provider, order, tenant_slug=world.tenant.slug)
+            body, signature = provider.notification_for(payment)
+            await payments.do_handle_notification(session, provider, body, signature)
+
+
+async def _lottery_pickup(world: _World, action: Action) -> None:
+    """The store's clerk scans each paid winner's pickup code and hands a bottle of the kept case over."""
+    runtime, bottles = world.runtime, list(action.args["bottles"])
+    clerk = world.partners[f"store:{LOTTERY_STORE}"]
+    for order_id in await _lottery_orders(world, sales_rules.READY_FOR_PICKUP):
+        async with runtime.db.unit_of_work(tenant_id=world.tenant.id) as session:
+            code = pickup.issue_code(runtime.crypto, await sales.get_order(session, order_id))
+            await pickup.do_hand_over(
+                session,
+                runtime.crypto,
+                world.tenant.id,
+                code.token,
+                [bottles.pop(0)],
+                store_id=world.stores[LOTTERY_STORE],
+                partner_account_id=clerk.id,
+            )
+
+
 async def _scan(world: _World, who: str, action: str, codes_: list[str], **extra: Any) -> None:
     async with world.runtime.db.unit_of_work(tenant_id=world.tenant.id) as session:
         await scans.do_scan(
@@ -476,6 +638,16 @@ async def _run(world: _World, action: Action) -> None:
         await _scan(world, who, action.kind, codes_, latitude=lat, longitude=lon, accuracy_m=15.0)
     elif action.kind == "verify":
         await _verify(world, action)
+    elif action.kind == "lottery_setup":
+        await _lottery_setup(world, action)
+    elif action.kind == "lottery_enter":
+        await _lottery_enter(world, action)
+    elif action.kind == "lottery_draw":
+        await _lottery_draw(world)
+    elif action.kind == "lottery_pay":
+        await _lottery_pay(world)
+    elif action.kind == "lottery_pickup":
+        await _lottery_pickup(world, action)
     elif action.kind == "day_end":
         await _run_jobs(world.runtime)
         async with world.runtime.db.unit_of_work(tenant_id=world.tenant.id) as session:
@@ -508,6 +680,7 @@ async def ensure_month(
         async with runtime.db.read_only(tenant_id=tenant.id) as session:
             product_id = await session.scalar(select(Product.id).where(Product.gtin == product_gtin))
         assert product_id is not None, "the demo product is created before its month"
+        world.product_id = product_id
         per_dealer, contents = await _setup_codes(world, product_id)
         await _setup_channel(world)
         await _setup_rewards(world, start, days)
@@ -558,4 +731,8 @@ async def summary(runtime: Runtime, tenant: Tenant) -> MonthSummary:
             rewards_paid_fen=int(paid or 0),
             diversion_alerts=await count(DiversionAlert),
             clone_alerts=await count(auth_models.CloneAlert),
+            lottery_entries=await count(LotteryEntry),
+            orders=await count(SalesOrder),
+            orders_paid=await count(SalesOrder, SalesOrder.paid_at.is_not(None)),
+            pickups=await count(SalesOrder, SalesOrder.state == sales_rules.PICKED_UP),
         )

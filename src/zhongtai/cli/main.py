@@ -178,7 +178,9 @@ def demo(
             f"  a month   {month['dealers']} dealers, {month['stores']} stores, {month['guides']} guides,"
             f" {month['channel_scans']} channel scans, {month['verifications']} verifications,"
             f" {month['members']} members, ¥{month['rewards_paid_fen'] / 100:,.2f} rewards paid,"
-            f" {month['diversion_alerts']} diversion and {month['clone_alerts']} clone alerts"
+            f" {month['diversion_alerts']} diversion and {month['clone_alerts']} clone alerts;"
+            f" a lottery of {month['lottery_entries']} entries, {month['orders']} orders,"
+            f" {month['pickups']} picked up"
         )
     out.print(f"  all credentials: {path}")
 

@@ -33,7 +33,8 @@
       xAxis: { type: "category", data: data.days, boundaryGap: false, axisLabel: { hideOverlap: true } },
       yAxis: { type: "value", minInterval: 1, splitLine: { lineStyle: { color: "#eef1f6" } } },
       series: data.series.map(function (s) {
-        return { name: s.name, type: "line", smooth: true, showSymbol: false, areaStyle: { opacity: 0.08 }, data: s.data };
+        // Monotone smoothing: a curve never dips below zero or overshoots a day between two others.
+        return { name: s.name, type: "line", smooth: 0.3, smoothMonotone: "x", showSymbol: false, areaStyle: { opacity: 0.08 }, data: s.data };
       }),
     });
     window.addEventListener("resize", function () { chart.resize(); });

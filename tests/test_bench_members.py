@@ -31,3 +31,6 @@ def test_members_benchmark_small() -> None:
     assert figures["segment_incremental_equals_full"] is True
     if HAS_SERVICES:
         assert figures["postgres_facts_rows"] == figures["postgres_facts_columns_loaded"] == 1_000
+        # The write's floor: the same rows by COPY into copies of the tables, which are dropped again.
+        assert figures["postgres_write_floor_s"] > 0
+        assert figures["postgres_write_floor_rows_per_s"] > 0

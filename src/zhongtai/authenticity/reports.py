@@ -18,7 +18,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Uuid, func, select, update
@@ -44,6 +44,7 @@ from zhongtai.core.models import AuditEvent, Base
 from zhongtai.core.permissions import MANAGERS, Role, register_permission
 from zhongtai.core.principals import Principal
 from zhongtai.core.tenancy import TenantOwned
+from zhongtai.kit.home import china_day_start
 
 REPORTS_READ = register_permission(
     "authenticity.reports.read", "See counterfeit reports and their photos", MANAGERS | {Role.OPERATOR, Role.AUDITOR}
@@ -389,10 +390,6 @@ class ReportFilter:
     code_status: str | None = None
     since: date | None = None  # China dates, inclusive
     until: date | None = None
-
-
-def china_day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=CHINA_TZ).astimezone(UTC)
 
 
 def _filtered(query: Any, flt: ReportFilter) -> Any:

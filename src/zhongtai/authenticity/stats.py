@@ -13,13 +13,13 @@ from datetime import date, timedelta
 from typing import Any
 
 from markupsafe import Markup, escape
-from sqlalchemy import Date, case, cast, func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhongtai.authenticity import models as m
 from zhongtai.authenticity.models import Scan
-from zhongtai.authenticity.reports import china_day_start
 from zhongtai.catalog import queries as catalog_queries
+from zhongtai.kit.home import china_day, china_day_start
 
 MAX_DAYS = 366
 
@@ -46,12 +46,6 @@ class ScanStats:
     provinces: list[tuple[str | None, Counts]] = field(default_factory=list)
 
 
-def _china_day(session: AsyncSession) -> Any:
-    if session.get_bind().dialect.name == "sqlite":
-        return func.date(Scan.occurred_at, "+8 hours")
-    return cast(func.timezone("Asia/Shanghai", Scan.occurred_at), Date)
-
-
 def _count_columns() -> list[Any]:
     return [
         func.sum(case((Scan.kind == m.KIND_VIEW, 1), else_=0)),
@@ -75,7 +69,7 @@ async def scan_stats(
         where.append(Scan.product_id == product_id)
     stats = ScanStats(since, until)
 
-    day = _china_day(session).label("day")
+    day = china_day(session, Scan.occurred_at).label("day")
     by_day = {
         str(row[0]): _counts(row, 1)
         for row in await session.execute(select(day, *_count_columns()).where(*where).group_by(day))

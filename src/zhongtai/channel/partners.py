@@ -354,6 +354,11 @@ async def authenticate_partner(session: AsyncSession, token: str) -> Principal |
     row, account, tenant = found
     if row.revoked_at is not None or row.expires_at <= utcnow() or not account.is_active or not tenant.is_active:
         return None
+    return partner_principal(account, session_id=row.id)
+
+
+def partner_principal(account: PartnerAccount, *, session_id: uuid.UUID | None = None) -> Principal:
+    """What a signed-in partner acts as: their account, its role, and only their own scope."""
     return Principal(
         kind=PrincipalKind.PARTNER,
         id=account.id,
@@ -361,7 +366,7 @@ async def authenticate_partner(session: AsyncSession, token: str) -> Principal |
         label=f"{account.display_name} ({account.phone_masked})",
         permissions=frozenset({PARTNER_SELF}),
         role=account.role,
-        session_id=row.id,
+        session_id=session_id,
     )
 
 

@@ -37,7 +37,6 @@ from zhongtai.catalog.rules import LotDraft
 from zhongtai.channel import partners, scans
 from zhongtai.channel import service as channel
 from zhongtai.channel.models import Dealer, Guide, PartnerAccount, Store
-from zhongtai.channel.permissions import PARTNER_SELF
 from zhongtai.channel.rules import DealerDraft, GuideDraft, StoreDraft
 from zhongtai.channel.scan_models import DEALER_RECEIVE, SHIP, ChannelScan, DiversionAlert
 from zhongtai.codes import custody
@@ -51,7 +50,7 @@ from zhongtai.core.clock import travel, utcnow
 from zhongtai.core.jobs import Worker
 from zhongtai.core.models import Consumer, Tenant
 from zhongtai.core.permissions import Role
-from zhongtai.core.principals import Principal, PrincipalKind
+from zhongtai.core.principals import Principal
 from zhongtai.core.runtime import Runtime
 from zhongtai.lottery import service as lottery
 from zhongtai.lottery.models import LotteryEntry
@@ -309,18 +308,6 @@ async def _run_jobs(runtime: Runtime) -> None:
         pass
 
 
-def _partner_principal(account: PartnerAccount) -> Principal:
-    # What a partner's sign-in gives (partners.authenticate_partner), without a password or text message.
-    return Principal(
-        kind=PrincipalKind.PARTNER,
-        id=account.id,
-        tenant_id=account.tenant_id,
-        label=f"{account.display_name} ({account.phone_masked})",
-        permissions=frozenset({PARTNER_SELF}),
-        role=account.role,
-    )
-
-
 async def _serials(session: AsyncSession, batch_id: uuid.UUID) -> list[str]:
     batch = await session.scalar(select(CodeBatch).where(CodeBatch.id == batch_id))
     assert batch is not None, "requested above"
@@ -416,7 +403,7 @@ async def _setup_channel(world: _World) -> None:
                 crypto,
                 partners.PartnerDraft(role=role, target_id=target, phone=phone, display_name=key),
             )
-            world.partners[key] = _partner_principal(account)
+            world.partners[key] = partners.partner_principal(account)  # as if signed in
 
 
 async def _setup_rewards(world: _World, start: datetime, days: int) -> None:
